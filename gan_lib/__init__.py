@@ -1,0 +1,3 @@
+"""hdp-gan: image preprocessing, DCGAN training, generation and labelling on Spark."""
+
+__version__ = "0.1.0"
