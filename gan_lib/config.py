@@ -1,0 +1,204 @@
+"""Defaults, validation of every option, and the effective configuration.
+
+Configuration comes from three layers, later ones winning: the defaults below, an optional
+TOML file (``--config FILE`` or the ``HDP_GAN_CONFIG`` environment variable) and the
+command line. Every value is validated here, before any Spark or TensorFlow work starts, so
+that a wrong value fails in one line that names it and says what is expected.
+"""
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_DATABASE = "hdp_gan"
+DEFAULT_LOCAL_ROOT = "runs/default"
+SUPPORTED_SCHEMES = ("file", "hdfs", "webhdfs")
+
+# Names that reach SQL statements or storage paths: letters, digits and underscores for
+# SQL identifiers; run ids and dataset names may also hold dashes and dots but never a slash.
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+SECRET_KEYS = ("password", "token", "keytab", "secret")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the value and what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Options shared by every stage.
+
+    root: storage root URI under which raw data, datasets, runs and the warehouse live.
+    master: Spark master; ``None`` means this machine (``local-cluster`` with ``executors``
+        executor JVMs of ``executor_cores`` cores each).
+    database: Hive database that holds the project's tables.
+    metastore_uri: ``thrift://host:9083`` of a cluster's metastore; empty for the embedded one.
+    metastore_jdbc_url: JDBC URL of a shared metastore database (for example Derby's network
+        server); empty means an embedded Derby database under ``state_dir``.
+    state_dir: local folder for the embedded metastore, Spark's work directories and logs;
+        empty means ``<root>/_local`` for a ``file://`` root and ``~/.hdp-gan`` otherwise.
+    webhdfs_url: ``http://namenode:9870`` used to reach an ``hdfs://`` root from outside Spark.
+    hdfs_user: user name sent to WebHDFS when Kerberos is off.
+    kerberos: talk to WebHDFS with SPNEGO (needs a ticket from ``kinit``).
+    """
+
+    root: str = DEFAULT_LOCAL_ROOT
+    master: str | None = None
+    database: str = DEFAULT_DATABASE
+    metastore_uri: str = ""
+    metastore_jdbc_url: str = ""
+    state_dir: str = ""
+    webhdfs_url: str = ""
+    hdfs_user: str = ""
+    kerberos: bool = False
+    executors: int = 2
+    executor_cores: int = 1
+    executor_memory_mb: int = 2048
+    log_level: str = "INFO"
+    extra_spark_conf: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", normalize_root(self.root))
+        validate_identifier(self.database, "--database")
+        for name in ("executors", "executor_cores", "executor_memory_mb"):
+            require_positive(getattr(self, name), "--" + name.replace("_", "-"))
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(
+                f"--log-level {self.log_level!r} is not a level; use DEBUG, INFO, WARNING or ERROR")
+        if self.metastore_uri and not self.metastore_uri.startswith("thrift://"):
+            raise ConfigError(
+                f"--metastore-uri {redact_url(self.metastore_uri)!r} must start with thrift://")
+
+    @property
+    def is_local_root(self) -> bool:
+        return self.root.startswith("file://")
+
+    @property
+    def local_state_dir(self) -> Path:
+        """Local folder for the embedded metastore, Spark work directories and logs."""
+        if self.state_dir:
+            return Path(self.state_dir).expanduser().resolve()
+        if self.is_local_root:
+            return Path(urlsplit(self.root).path) / "_local"
+        return Path.home() / ".hdp-gan"
+
+    def masked(self) -> dict:
+        """The settings as a dictionary with secrets and URL credentials hidden."""
+        values = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, str) and "://" in value:
+                value = redact_url(value)
+            if isinstance(value, dict):
+                value = {key: ("***" if _is_secret(key) else redact_url(str(val)))
+                         for key, val in value.items()}
+            values[item.name] = value
+        return values
+
+
+def _is_secret(key: str) -> bool:
+    return any(word in key.lower() for word in SECRET_KEYS)
+
+
+def redact_url(url: str) -> str:
+    """Remove a user name and password from a URL so that it can be logged."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
+
+
+def normalize_root(root: str) -> str:
+    """Turn a path or URI into an absolute storage root URI without a trailing slash.
+
+    A plain path becomes ``file:///absolute/path``. ``hdfs://`` and ``webhdfs://`` URIs are kept
+    as they are. Any other scheme, or a URI with ``..`` in it, is refused.
+    """
+    if not root or not str(root).strip():
+        raise ConfigError("--root is empty; give a folder or a URI such as hdfs://nn:8020/gan")
+    root = str(root).strip()
+    if "://" not in root:
+        root = Path(root).expanduser().resolve().as_uri()
+    parts = urlsplit(root)
+    if parts.scheme not in SUPPORTED_SCHEMES:
+        raise ConfigError(
+            f"--root {redact_url(root)!r} has scheme {parts.scheme!r}; use one of "
+            + ", ".join(s + "://" for s in SUPPORTED_SCHEMES))
+    if ".." in parts.path.split("/"):
+        raise ConfigError(f"--root {redact_url(root)!r} must not contain '..'")
+    if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
+        raise ConfigError(f"--root {root!r}: a file:// root needs an absolute path (file:///...)")
+    return root.rstrip("/") if parts.path not in ("", "/") else root
+
+
+def validate_identifier(value: str, option: str) -> str:
+    """Check a name that becomes part of an SQL statement (database or table)."""
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise ConfigError(
+            f"{option} {value!r} is not a valid name; use letters, digits and underscores, "
+            "starting with a letter, at most 64 characters")
+    return value
+
+
+def validate_name(value: str, option: str) -> str:
+    """Check a run id or dataset name, which becomes a folder name and an SQL string."""
+    if not isinstance(value, str) or not _NAME.match(value) or ".." in value:
+        raise ConfigError(
+            f"{option} {value!r} is not a valid name; use letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit, at most 100 characters")
+    return value
+
+
+def require_positive(value, option: str):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{option} must be a positive number, got {value!r}")
+    return value
+
+
+def load_file(path: str | None) -> dict:
+    """Read a TOML configuration file into a flat dictionary of option values.
+
+    Sections are flattened: ``[train] epochs = 3`` becomes ``train.epochs``; keys at the top
+    level are shared settings. A missing or malformed file is a ConfigError.
+    """
+    path = path or os.environ.get("HDP_GAN_CONFIG")
+    if not path:
+        return {}
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path!r} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"--config {path!r} is not valid TOML: {error}") from None
+    flat = {}
+    for key, value in document.items():
+        if isinstance(value, dict) and key != "spark":
+            for inner, inner_value in value.items():
+                flat[f"{key}.{inner}"] = inner_value
+        else:
+            flat[key] = value
+    return flat
+
+
+def settings_from(values: dict) -> Settings:
+    """Build Settings from a dictionary, ignoring keys that belong to single stages."""
+    known = {item.name for item in fields(Settings)}
+    chosen = {key: value for key, value in values.items() if key in known and value is not None}
+    if "spark" in values:
+        chosen["extra_spark_conf"] = dict(values["spark"])
+    return Settings(**chosen)
+
+
+def with_overrides(settings: Settings, **overrides) -> Settings:
+    return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

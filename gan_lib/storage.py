@@ -1,0 +1,328 @@
+"""Local files and HDFS (through WebHDFS) behind one small interface.
+
+Spark reads and writes the root's storage itself. Everything written outside Spark (by the
+driver or by TensorFlow, which has no ``hdfs://`` file system) goes through this module:
+checkpoints, exported models, sample grids, reports.
+
+Paths are URIs: ``file:///data/gan/...``, ``webhdfs://namenode:9870/gan/...`` or
+``hdfs://namenode:8020/gan/...`` (reached through the WebHDFS address in the settings).
+
+Writes are atomic from a reader's point of view: data goes to a hidden temporary name in the
+same folder and is renamed into place, so a killed job never leaves a half-written file that
+looks whole. Directory uploads go to a temporary folder that is renamed when complete.
+"""
+
+import logging
+import os
+import posixpath
+import shutil
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from gan_lib.config import ConfigError, redact_url
+
+logger = logging.getLogger(__name__)
+
+RETRY_ATTEMPTS = 4
+RETRY_FIRST_DELAY_S = 0.5
+
+
+class StorageError(RuntimeError):
+    """A storage operation failed; the message names the operation and the path."""
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join path parts onto a URI with '/', refusing parts that climb out with '..'."""
+    for part in parts:
+        if ".." in str(part).split("/"):
+            raise ConfigError(f"path part {part!r} must not contain '..'")
+    split = urlsplit(uri)
+    path = posixpath.join(split.path or "/", *[str(p).strip("/") for p in parts])
+    return urlunsplit((split.scheme, split.netloc, path, "", ""))
+
+
+def local_path(uri: str) -> Path:
+    """The local path of a ``file://`` URI (or of a plain path)."""
+    split = urlsplit(uri)
+    if split.scheme not in ("", "file"):
+        raise ConfigError(f"{redact_url(uri)!r} is not a local path")
+    return Path(split.path)
+
+
+def open_storage(uri: str, settings=None) -> "Storage":
+    """Return the storage that serves ``uri``, chosen by its scheme."""
+    scheme = urlsplit(uri).scheme
+    if scheme in ("", "file"):
+        return LocalStorage()
+    if scheme in ("webhdfs", "hdfs"):
+        return WebHdfsStorage.for_uri(uri, settings)
+    raise ConfigError(f"no storage for {redact_url(uri)!r}; use file://, hdfs:// or webhdfs://")
+
+
+class Storage:
+    """The operations the project needs; every path argument is a URI."""
+
+    def exists(self, uri: str) -> bool:
+        raise NotImplementedError
+
+    def list(self, uri: str) -> list[str]:
+        """Names of the entries in a folder, sorted."""
+        raise NotImplementedError
+
+    def read_bytes(self, uri: str) -> bytes:
+        raise NotImplementedError
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        """Write a whole file atomically, replacing any file already there."""
+        raise NotImplementedError
+
+    def makedirs(self, uri: str) -> None:
+        raise NotImplementedError
+
+    def rename(self, source: str, destination: str) -> None:
+        """Move ``source`` to ``destination``, which must not exist."""
+        raise NotImplementedError
+
+    def delete(self, uri: str, recursive: bool = True) -> None:
+        """Delete a file or folder; a missing path is not an error."""
+        raise NotImplementedError
+
+    def upload_dir(self, local_dir: str | Path, uri: str) -> None:
+        """Copy a local folder to ``uri`` atomically, replacing what was there."""
+        raise NotImplementedError
+
+    def download_dir(self, uri: str, local_dir: str | Path) -> None:
+        """Copy the folder at ``uri`` into ``local_dir`` (created if needed)."""
+        raise NotImplementedError
+
+    def read_text(self, uri: str) -> str:
+        return self.read_bytes(uri).decode("utf-8")
+
+    def write_text(self, uri: str, text: str) -> None:
+        self.write_bytes(uri, text.encode("utf-8"))
+
+
+def _temporary_sibling(uri: str) -> str:
+    head, name = posixpath.split(urlsplit(uri).path)
+    split = urlsplit(uri)
+    temporary = posixpath.join(head, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+    return urlunsplit((split.scheme, split.netloc, temporary, "", ""))
+
+
+class LocalStorage(Storage):
+    """Files on this machine (``file://``)."""
+
+    def exists(self, uri):
+        return local_path(uri).exists()
+
+    def list(self, uri):
+        path = local_path(uri)
+        if not path.is_dir():
+            raise StorageError(f"cannot list {path}: not a folder")
+        return sorted(entry.name for entry in path.iterdir())
+
+    def read_bytes(self, uri):
+        try:
+            return local_path(uri).read_bytes()
+        except OSError as error:
+            raise StorageError(f"cannot read {local_path(uri)}: {error.strerror}") from error
+
+    def write_bytes(self, uri, data):
+        path = local_path(uri)
+        temporary = local_path(_temporary_sibling(uri))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {path}: {error.strerror}") from error
+
+    def makedirs(self, uri):
+        try:
+            local_path(uri).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"cannot create folder {local_path(uri)}: {error.strerror}") from error
+
+    def rename(self, source, destination):
+        target = local_path(destination)
+        if target.exists():
+            raise StorageError(f"cannot rename onto {target}: it exists")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(local_path(source), target)
+
+    def delete(self, uri, recursive=True):
+        path = local_path(uri)
+        if path.is_dir() and not path.is_symlink():
+            if recursive:
+                shutil.rmtree(path)
+            else:
+                path.rmdir()
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+    def upload_dir(self, local_dir, uri):
+        target = local_path(uri)
+        staging = local_path(_temporary_sibling(uri))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(local_dir, staging)
+        _swap_into_place(self, staging.as_uri(), uri)
+
+    def download_dir(self, uri, local_dir):
+        shutil.copytree(local_path(uri), local_dir, dirs_exist_ok=True)
+
+
+def _swap_into_place(storage: Storage, staging: str, uri: str) -> None:
+    """Rename a complete staging folder over ``uri``; the old copy is removed afterwards."""
+    retired = None
+    if storage.exists(uri):
+        retired = _temporary_sibling(uri)
+        storage.rename(uri, retired)
+    storage.rename(staging, uri)
+    if retired:
+        storage.delete(retired)
+
+
+class WebHdfsStorage(Storage):
+    """HDFS through the WebHDFS REST API with HdfsCLI (plain or Kerberos client).
+
+    Idempotent calls (status, list, read, mkdirs, a write to a temporary name) are retried
+    with exponential back-off when the server answers 5xx or the connection fails; renames
+    and deletes are not retried blindly, they check the outcome first.
+    """
+
+    def __init__(self, client, netloc: str, scheme: str):
+        self.client = client
+        self.netloc = netloc
+        self.scheme = scheme
+
+    @classmethod
+    def for_uri(cls, uri: str, settings=None) -> "WebHdfsStorage":
+        split = urlsplit(uri)
+        if split.scheme == "webhdfs":
+            http_url = f"http://{split.netloc}"
+        else:
+            http_url = getattr(settings, "webhdfs_url", "") or os.environ.get("HDP_GAN_WEBHDFS_URL", "")
+            if not http_url:
+                raise ConfigError(
+                    f"{redact_url(uri)!r} is an hdfs:// path; set webhdfs_url (for example "
+                    "http://namenode:9870) so that files can be written outside Spark")
+        user = getattr(settings, "hdfs_user", "") or os.environ.get("HADOOP_USER_NAME") or None
+        if getattr(settings, "kerberos", False):
+            from hdfs.ext.kerberos import KerberosClient
+            client = KerberosClient(http_url, timeout=60)
+        else:
+            from hdfs import InsecureClient
+            client = InsecureClient(http_url, user=user or os.environ.get("USER", "hdfs"),
+                                    timeout=60)
+        return cls(client, split.netloc, split.scheme)
+
+    def _path(self, uri: str) -> str:
+        return urlsplit(uri).path or "/"
+
+    def _retry(self, what: str, uri: str, call):
+        from hdfs.util import HdfsError
+        import requests
+        delay = RETRY_FIRST_DELAY_S
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                return call()
+            except (HdfsError, requests.RequestException) as error:
+                transient = _is_transient(error)
+                if not transient or attempt == RETRY_ATTEMPTS:
+                    raise StorageError(
+                        f"cannot {what} {redact_url(uri)}: {_first_line(error)}") from error
+                logger.warning("%s %s failed (%s); retry %d of %d in %.1f s", what,
+                               redact_url(uri), _first_line(error), attempt, RETRY_ATTEMPTS - 1,
+                               delay)
+                time.sleep(delay)
+                delay *= 2
+
+    def exists(self, uri):
+        return self._retry("check", uri,
+                           lambda: self.client.status(self._path(uri), strict=False)) is not None
+
+    def list(self, uri):
+        return sorted(self._retry("list", uri, lambda: self.client.list(self._path(uri))))
+
+    def read_bytes(self, uri):
+        def read():
+            with self.client.read(self._path(uri)) as reader:
+                return reader.read()
+        return self._retry("read", uri, read)
+
+    def write_bytes(self, uri, data):
+        temporary = _temporary_sibling(uri)
+        self._retry("write", temporary, lambda: self.client.write(
+            self._path(temporary), data=data, overwrite=True))
+        if self.exists(uri):
+            self.delete(uri)
+        self.rename(temporary, uri)
+
+    def makedirs(self, uri):
+        self._retry("create folder", uri, lambda: self.client.makedirs(self._path(uri)))
+
+    def rename(self, source, destination):
+        parent = posixpath.dirname(self._path(destination))
+        self.makedirs(self._uri(parent))
+        try:
+            self.client.rename(self._path(source), self._path(destination))
+        except Exception as error:
+            if self.exists(destination) and not self.exists(source):
+                return  # the rename went through before the answer was lost
+            raise StorageError(
+                f"cannot rename {redact_url(source)} to {redact_url(destination)}: "
+                f"{_first_line(error)}") from error
+
+    def delete(self, uri, recursive=True):
+        self._retry("delete", uri,
+                    lambda: self.client.delete(self._path(uri), recursive=recursive))
+
+    def upload_dir(self, local_dir, uri):
+        staging = _temporary_sibling(uri)
+        self._retry("upload to", staging, lambda: self.client.upload(
+            self._path(staging), str(local_dir), overwrite=True, n_threads=1))
+        _swap_into_place(self, staging, uri)
+
+    def download_dir(self, uri, local_dir):
+        Path(local_dir).mkdir(parents=True, exist_ok=True)
+        for name in self.list(uri):
+            child = join(uri, name)
+            status = self._retry("check", child, lambda: self.client.status(self._path(child)))
+            if status["type"] == "DIRECTORY":
+                self.download_dir(child, Path(local_dir) / name)
+            else:
+                (Path(local_dir) / name).write_bytes(self.read_bytes(child))
+
+    def _uri(self, path: str) -> str:
+        return urlunsplit((self.scheme, self.netloc, path, "", ""))
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+PERMANENT_HDFS_ERRORS = {
+    "FileNotFoundException", "AccessControlException", "FileAlreadyExistsException",
+    "IllegalArgumentException", "ParentNotDirectoryException", "PathIsNotEmptyDirectoryException",
+    "UnsupportedOperationException", "SecurityException", "InvalidPathException",
+}
+
+
+def _is_transient(error: Exception) -> bool:
+    """Worth retrying: a lost connection, a timeout, or a server-side error that is not about
+    the request itself (WebHDFS answers those with exceptions such as RetriableException or
+    StandbyException, or with a body that is not JSON at all)."""
+    import requests
+    if isinstance(error, (requests.ConnectionError, requests.Timeout)):
+        return True
+    exception = getattr(error, "exception", None)
+    if exception is None:
+        return "already exists" not in str(error) and "Authentication" not in str(error)
+    return exception not in PERMANENT_HDFS_ERRORS
