@@ -71,6 +71,13 @@ class Storage:
         """Names of the entries in a folder, sorted."""
         raise NotImplementedError
 
+    def is_dir(self, uri: str) -> bool:
+        raise NotImplementedError
+
+    def first_file(self, uri: str) -> str | None:
+        """The URI of some file below the folder ``uri`` (searched depth first), or None."""
+        raise NotImplementedError
+
     def read_bytes(self, uri: str) -> bytes:
         raise NotImplementedError
 
@@ -122,6 +129,16 @@ class LocalStorage(Storage):
         if not path.is_dir():
             raise StorageError(f"cannot list {path}: not a folder")
         return sorted(entry.name for entry in path.iterdir())
+
+    def is_dir(self, uri):
+        return local_path(uri).is_dir()
+
+    def first_file(self, uri):
+        for folder, _, names in os.walk(local_path(uri)):
+            visible = sorted(n for n in names if not n.startswith("."))
+            if visible:
+                return Path(folder, visible[0]).as_uri()
+        return None
 
     def read_bytes(self, uri):
         try:
@@ -249,6 +266,18 @@ class WebHdfsStorage(Storage):
 
     def list(self, uri):
         return sorted(self._retry("list", uri, lambda: self.client.list(self._path(uri))))
+
+    def is_dir(self, uri):
+        status = self._retry("check", uri,
+                             lambda: self.client.status(self._path(uri), strict=False))
+        return bool(status) and status["type"] == "DIRECTORY"
+
+    def first_file(self, uri):
+        for folder, _, names in self.client.walk(self._path(uri)):
+            visible = sorted(n for n in names if not n.startswith("."))
+            if visible:
+                return self._uri(posixpath.join(folder, visible[0]))
+        return None
 
     def read_bytes(self, uri):
         def read():

@@ -1,0 +1,176 @@
+"""Dataset import (IDX files), where datasets live, and reading a dataset for training.
+
+Fashion-MNIST comes from the Debian package ``dataset-fashion-mnist`` as IDX files. ``ingest``
+turns it into an ordinary image folder under the root, ``raw/<dataset>/<split>/<label>/``,
+so that it enters the pipeline exactly as a user's own images would: through preprocess.
+
+A preprocessed dataset is a set of partitions of the ``images`` table
+(``dataset=<name>/split=<split>``): uint8 pixels stored as raw bytes, row-major, with
+height, width and channels beside them.
+"""
+
+import gzip
+import logging
+import os
+import shutil
+import struct
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from gan_lib import storage, tables
+from gan_lib.config import Settings, validate_name
+from gan_lib.runs import StageError
+
+logger = logging.getLogger(__name__)
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
+FASHION_MNIST_CLASSES = ("t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal",
+                         "shirt", "sneaker", "bag", "ankle_boot")
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def raw_dir(settings: Settings, dataset: str) -> str:
+    return storage.join(settings.root, "raw", validate_name(dataset, "--dataset"))
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (optionally gzip-compressed) into an array of its declared shape."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as error:
+        raise StageError(f"cannot read IDX file {path}: {error}") from error
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_TYPES:
+        raise StageError(f"{path} is not an IDX file (bad magic number)")
+    dimensions = data[3]
+    shape = struct.unpack(f">{dimensions}I", data[4:4 + 4 * dimensions])
+    array = np.frombuffer(data, dtype=IDX_TYPES[data[2]], offset=4 + 4 * dimensions)
+    if array.size != int(np.prod(shape)):
+        raise StageError(f"{path} holds {array.size} values but its header says {shape}")
+    return array.reshape(shape)
+
+
+def load_fashion_mnist(source_dir: str = FASHION_MNIST_DIR, split: str = "train"):
+    """Images (N, 28, 28) uint8 and labels (N,) of one Fashion-MNIST split."""
+    images_name, labels_name = FASHION_MNIST_FILES[split]
+    images_path, labels_path = Path(source_dir, images_name), Path(source_dir, labels_name)
+    if not images_path.exists() or not labels_path.exists():
+        raise StageError(
+            f"Fashion-MNIST is not in {source_dir}: install the Debian package "
+            f"{FASHION_MNIST_PACKAGE} (apt-get install {FASHION_MNIST_PACKAGE}), or copy its IDX "
+            "files there and pass --source DIR")
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if len(images) != len(labels):
+        raise StageError(f"{images_path} has {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+
+def ingest_fashion_mnist(settings: Settings, dataset: str, source_dir: str,
+                         limit_per_split: int | None = None) -> dict:
+    """Write Fashion-MNIST as PNG files under ``raw/<dataset>/<split>/<label>/``.
+
+    The folder is built locally and published in one step, so a killed ingest leaves either
+    the previous folder or the new one, never half of one. Returns counts per split.
+    """
+    from gan_lib.images import encode_png
+
+    target = raw_dir(settings, dataset)
+    counts = {}
+    with tempfile.TemporaryDirectory(prefix="ingest-", dir=_scratch(settings)) as scratch:
+        for split in ("train", "test"):
+            images, labels = load_fashion_mnist(source_dir, split)
+            if limit_per_split:
+                images, labels = images[:limit_per_split], labels[:limit_per_split]
+            for name in FASHION_MNIST_CLASSES:
+                Path(scratch, split, name).mkdir(parents=True, exist_ok=True)
+
+            def write(index, split=split, images=images, labels=labels):
+                name = FASHION_MNIST_CLASSES[int(labels[index])]
+                path = Path(scratch, split, name, f"{split}-{index:05d}.png")
+                path.write_bytes(encode_png(images[index][:, :, None]))
+
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+                list(pool.map(write, range(len(images)), chunksize=512))
+            counts[split] = int(len(images))
+            logger.info("ingest: wrote %d %s images", len(images), split)
+        storage.open_storage(target, settings).upload_dir(scratch, target)
+    return counts
+
+
+def _scratch(settings: Settings) -> str:
+    path = settings.local_state_dir / "scratch"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def dataset_location(settings: Settings, dataset: str, split: str) -> str:
+    return storage.join(tables.table_location(settings, "images"),
+                        f"dataset={validate_name(dataset, '--dataset')}", f"split={split}")
+
+
+def load_split(settings: Settings, dataset: str, split: str = "train",
+               scratch_dir: str | None = None):
+    """Read one split of a preprocessed dataset without Spark, for TensorFlow workers.
+
+    Returns ``(images, label_indices)``: images (N, H, W, C) uint8 in a fixed order (by image
+    id), label indices (N,) int32 (-1 where the dataset has no labels). Files on remote
+    storage are copied into ``scratch_dir`` first.
+    """
+    import pyarrow.parquet as parquet
+
+    location = dataset_location(settings, dataset, split)
+    store = storage.open_storage(location, settings)
+    if not store.exists(location):
+        raise StageError(f"dataset {dataset!r} has no {split} split at "
+                         f"{location}; run hdp-gan preprocess first")
+    if location.startswith("file://"):
+        folder = storage.local_path(location)
+        cleanup = None
+    else:
+        cleanup = tempfile.mkdtemp(prefix="dataset-", dir=scratch_dir)
+        store.download_dir(location, cleanup)
+        folder = Path(cleanup)
+    try:
+        files = sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith((".", "_")))
+        if not files:
+            raise StageError(f"dataset {dataset!r} split {split} at {location} holds no files")
+        table = parquet.read_table(files, columns=["image_id", "label_index", "height", "width",
+                                                   "channels", "pixels"])
+    finally:
+        if cleanup:
+            shutil.rmtree(cleanup, ignore_errors=True)
+    return _to_arrays(table)
+
+
+def _to_arrays(table):
+    order = np.argsort(np.asarray(table.column("image_id").to_pylist()))
+    heights = np.unique(table.column("height").to_numpy())
+    widths = np.unique(table.column("width").to_numpy())
+    channels = np.unique(table.column("channels").to_numpy())
+    if len(heights) != 1 or len(widths) != 1 or len(channels) != 1:
+        raise StageError("dataset mixes image shapes; preprocess it again with one --image-size")
+    shape = (int(heights[0]), int(widths[0]), int(channels[0]))
+    pixels = table.column("pixels").to_pylist()
+    images = np.frombuffer(b"".join(pixels[i] for i in order), dtype=np.uint8)
+    images = images.reshape((len(order),) + shape)
+    labels = table.column("label_index").to_numpy(zero_copy_only=False)
+    labels = np.where(np.isnan(labels.astype(float)), -1, labels).astype(np.int32)[order]
+    return images, labels
+
+
+def class_names(spark, settings: Settings, dataset: str) -> list[str]:
+    """The dataset's label names ordered by label index."""
+    rows = spark.sql(
+        f"SELECT DISTINCT label_index, label FROM {tables.qualified(settings, 'images')} "
+        f"WHERE dataset = {tables.sql_string(validate_name(dataset, '--dataset'))} "
+        "AND label IS NOT NULL ORDER BY label_index").collect()
+    return [row.label for row in rows]

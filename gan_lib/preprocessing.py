@@ -1,0 +1,210 @@
+"""The preprocessing stage: any image folder into a clean dataset, nothing lost.
+
+Spark lists and reads the files (``binaryFile``, recursive); executors decode them in Arrow
+batches with ``gan_lib.images``; nothing but counts and label names reaches the driver.
+Decoded rows are staged once as Parquet under the run folder, then split three ways:
+
+* accepted images, one row per distinct pixel content, into the ``images`` table
+  (partitions ``dataset``/``split``, replaced as a whole on a rerun);
+* files that could not be used, with the reason, into the ``rejects`` table;
+* duplicates (same pixels as an accepted image), counted and dropped.
+
+The job checks ``files seen = accepted + rejected + duplicates`` before it records the run.
+"""
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass
+from urllib.parse import urlsplit
+
+from gan_lib import storage, tables
+from gan_lib.config import ConfigError, Settings, validate_name
+from gan_lib.images import DecodeSettings, ImageRejected, decode_image, detect_format
+from gan_lib.runs import StageError, StageRun, run_dir
+
+logger = logging.getLogger(__name__)
+
+SPLIT_FOLDERS = ("train", "test", "validation")
+DECODED_SCHEMA = (
+    "path STRING, status STRING, image_id STRING, label STRING, split STRING, height INT, "
+    "width INT, channels INT, pixels BINARY, reason STRING, detail STRING, size_bytes BIGINT, "
+    "detected_format STRING")
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    input_uri: str
+    dataset: str
+    image_size: int = 28
+    channels: int = 1
+    max_pixels: int = 50_000_000
+    min_size: int = 8
+    test_percent: int = 10
+
+    def __post_init__(self):
+        validate_name(self.dataset, "--dataset")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"--channels {self.channels} is not supported; use 1 (grayscale) "
+                              "or 3 (RGB)")
+        if not 8 <= self.image_size <= 1024:
+            raise ConfigError(f"--image-size {self.image_size} must be between 8 and 1024")
+        if not 0 <= self.test_percent < 100:
+            raise ConfigError(f"--test-percent {self.test_percent} must be between 0 and 99")
+
+    @property
+    def decode_settings(self) -> DecodeSettings:
+        return DecodeSettings(image_size=self.image_size, channels=self.channels,
+                              max_pixels=self.max_pixels, min_size=self.min_size)
+
+
+def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
+    """Fail in one line, before any Spark work, on what would waste a cluster's time."""
+    store = storage.open_storage(options.input_uri, settings)
+    if not store.exists(options.input_uri):
+        raise ConfigError(f"--input {options.input_uri} does not exist")
+    if not store.is_dir(options.input_uri):
+        raise ConfigError(f"--input {options.input_uri} is a file; give the folder that holds "
+                          "the images")
+    if store.first_file(options.input_uri) is None:
+        raise ConfigError(f"--input {options.input_uri} holds no files")
+    probe = storage.join(settings.root, "runs", ".write-probe")
+    try:
+        root_store = storage.open_storage(settings.root, settings)
+        root_store.write_bytes(probe, b"ok")
+        root_store.delete(probe)
+    except storage.StorageError as error:
+        raise ConfigError(f"--root {settings.root} is not writable: {error}") from error
+
+
+def relative_parts(input_uri: str, path: str) -> list[str]:
+    """Folder names between the input folder and the file (the file name excluded)."""
+    base = urlsplit(input_uri).path.rstrip("/") + "/"
+    file_path = urlsplit(path).path
+    relative = file_path[len(base):] if file_path.startswith(base) else file_path.lstrip("/")
+    return relative.split("/")[:-1]
+
+
+def label_and_split(parts: list[str], image_id: str, test_percent: int):
+    """Split from a train/test folder when there is one, otherwise from the content hash;
+    the label is the innermost folder that is not a split folder."""
+    split = next((p for p in parts if p.lower() in SPLIT_FOLDERS), None)
+    labels = [p for p in parts if p.lower() not in SPLIT_FOLDERS]
+    if split is None:
+        split = "test" if int(image_id[:8], 16) % 100 < test_percent else "train"
+    return (labels[-1] if labels else None), split.lower()
+
+
+def decode_batches(batches, input_uri: str, decode: DecodeSettings, test_percent: int):
+    """Arrow batches of ``binaryFile`` rows in, Arrow batches of DECODED_SCHEMA rows out."""
+    import pyarrow as pa
+
+    for batch in batches:
+        columns = {name: [] for name in ("path", "status", "image_id", "label", "split",
+                                         "height", "width", "channels", "pixels", "reason",
+                                         "detail", "size_bytes", "detected_format")}
+        paths = batch.column("path").to_pylist()
+        contents = batch.column("content").to_pylist()
+        for path, content in zip(paths, contents):
+            row = _decode_one(path, content or b"", input_uri, decode, test_percent)
+            for name, value in row.items():
+                columns[name].append(value)
+        yield pa.RecordBatch.from_pydict(columns, schema=_decoded_arrow_schema())
+
+
+def _decode_one(path, content, input_uri, decode, test_percent) -> dict:
+    row = {"path": path, "size_bytes": len(content), "detected_format": detect_format(content),
+           "status": "accepted", "image_id": None, "label": None, "split": None,
+           "height": None, "width": None, "channels": None, "pixels": None,
+           "reason": None, "detail": None}
+    try:
+        pixels = decode_image(content, decode)
+    except ImageRejected as rejection:
+        row.update(status="rejected", reason=rejection.reason, detail=rejection.detail)
+        return row
+    except Exception as error:  # a decoder bug must not fail the job: quarantine the file
+        row.update(status="rejected", reason="corrupt",
+                   detail=f"decoder failed: {type(error).__name__}: {error}"[:500])
+        return row
+    height, width, channels = pixels.shape
+    raw = pixels.tobytes()
+    image_id = hashlib.sha256(f"{height}x{width}x{channels}:".encode() + raw).hexdigest()
+    label, split = label_and_split(relative_parts(input_uri, path), image_id, test_percent)
+    row.update(image_id=image_id, label=label, split=split, height=height, width=width,
+               channels=channels, pixels=raw)
+    return row
+
+
+def _decoded_arrow_schema():
+    import pyarrow as pa
+    return pa.schema([
+        ("path", pa.string()), ("status", pa.string()), ("image_id", pa.string()),
+        ("label", pa.string()), ("split", pa.string()), ("height", pa.int32()),
+        ("width", pa.int32()), ("channels", pa.int32()), ("pixels", pa.binary()),
+        ("reason", pa.string()), ("detail", pa.string()), ("size_bytes", pa.int64()),
+        ("detected_format", pa.string())])
+
+
+def preprocess(spark, settings: Settings, options: PreprocessOptions, run: StageRun) -> dict:
+    """Run the stage; returns the counts (also stored in the run row)."""
+    from pyspark.sql import Window, functions as F
+
+    staging = storage.join(run_dir(settings, run.run_id), "staging", "decoded")
+    files = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+             .load(options.input_uri).select("path", "content"))
+    decode, input_uri, test_percent = (options.decode_settings, options.input_uri,
+                                       options.test_percent)
+    decoded = files.mapInArrow(
+        lambda batches: decode_batches(batches, input_uri, decode, test_percent),
+        DECODED_SCHEMA)
+    decoded.write.mode("overwrite").parquet(staging)
+    decoded = spark.read.parquet(staging)
+
+    accepted = decoded.where(F.col("status") == "accepted")
+    first = Window.partitionBy("image_id").orderBy("path")
+    unique = (accepted.withColumn("_rank", F.row_number().over(first))
+              .where(F.col("_rank") == 1).drop("_rank"))
+    names = sorted(r.label for r in unique.select("label").distinct().collect()
+                   if r.label is not None)
+    label_index = F.create_map(*[F.lit(x) for pair in enumerate(names) for x in pair[::-1]]) \
+        if names else None
+    images = unique.select(
+        "image_id", F.col("path").alias("source_path"), "label",
+        (label_index[F.col("label")] if names else F.lit(None)).cast("int").alias("label_index"),
+        "height", "width", "channels", "pixels", F.lit(run.run_id).alias("run_id"),
+        F.lit(options.dataset).alias("dataset"), "split")
+    tables.write_partitions(spark, settings, "images", images)
+
+    rejects = decoded.where(F.col("status") == "rejected").select(
+        "path", "reason", "detail", "size_bytes", "detected_format",
+        F.lit(run.run_id).alias("run_id"), F.lit(options.dataset).alias("dataset"))
+    tables.write_partitions(spark, settings, "rejects", rejects)
+
+    counts = _reconcile(decoded, options.dataset, spark, settings)
+    counts["labels"] = len(names)
+    storage.open_storage(staging, settings).delete(storage.join(run_dir(settings, run.run_id),
+                                                                "staging"))
+    return counts
+
+
+def _reconcile(decoded, dataset: str, spark, settings: Settings) -> dict:
+    from pyspark.sql import functions as F
+
+    totals = decoded.groupBy("status").count().collect()
+    by_status = {row["status"]: row["count"] for row in totals}
+    seen = sum(by_status.values())
+    rejected = by_status.get("rejected", 0)
+    accepted_rows = by_status.get("accepted", 0)
+    unique = decoded.where(F.col("status") == "accepted").select("image_id").distinct().count()
+    per_split = {row["split"]: row["count"] for row in spark.sql(
+        f"SELECT split, count(*) AS count FROM {tables.qualified(settings, 'images')} "
+        f"WHERE dataset = {tables.sql_string(dataset)} GROUP BY split").collect()}
+    counts = {"files_seen": seen, "accepted": unique, "rejected": rejected,
+              "duplicates": accepted_rows - unique, "per_split": per_split}
+    stored = sum(per_split.values())
+    if seen != unique + rejected + counts["duplicates"] or stored != unique:
+        raise StageError(f"counts do not reconcile: {counts}, rows stored {stored}")
+    return counts
+
+
+def parameters(options: PreprocessOptions) -> dict:
+    return asdict(options)

@@ -1,0 +1,92 @@
+"""Run ids, run folders and the one row per stage run in the ``runs`` table.
+
+Every stage run has a run id (``<stage>-<UTC time>-<random>`` unless given) and a folder
+``<root>/runs/<run_id>`` for everything it writes outside tables. When the stage ends, one
+row goes to the ``runs`` table with its status, counts, parameters, outputs and lineage,
+and one JSON line with the same facts is printed for scripts to chain on.
+"""
+
+import datetime as dt
+import json
+import logging
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gan_lib import storage, __version__
+from gan_lib.config import Settings, validate_name
+
+logger = logging.getLogger(__name__)
+
+
+class StageError(RuntimeError):
+    """A stage cannot go on; the message says what is wrong and what to do."""
+
+
+def new_run_id(stage: str) -> str:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stage}-{stamp}-{secrets.token_hex(3)}"
+
+
+def run_dir(settings: Settings, run_id: str) -> str:
+    return storage.join(settings.root, "runs", validate_name(run_id, "--run-id"))
+
+
+def code_version() -> str:
+    """The package version, with the git commit when the code runs from a checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+            capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        return f"{__version__}+{commit}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+@dataclass
+class StageRun:
+    """Bookkeeping for one stage run: counts, outputs, lineage and timing."""
+
+    stage: str
+    run_id: str
+    parameters: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    lineage: dict = field(default_factory=dict)
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    started_clock: float = field(default_factory=time.monotonic)
+
+    @property
+    def duration_s(self) -> float:
+        return round(time.monotonic() - self.started_clock, 3)
+
+    def summary(self, status: str = "succeeded", message: str = "") -> dict:
+        """The facts printed as the stage's final JSON line."""
+        summary = {"stage": self.stage, "run_id": self.run_id, "status": status,
+                   "duration_s": self.duration_s, "counts": self.counts,
+                   "outputs": self.outputs}
+        if self.lineage:
+            summary["lineage"] = self.lineage
+        if message:
+            summary["message"] = message
+        return summary
+
+    def record(self, spark, settings: Settings, status: str = "succeeded", message: str = ""):
+        """Write (or replace) this run's row in the ``runs`` table."""
+        from gan_lib import tables
+        row = {
+            "status": status, "started_at": self.started_at.replace(tzinfo=None),
+            "finished_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+            "duration_s": float(self.duration_s), "counts": json.dumps(self.counts),
+            "parameters": json.dumps(self.parameters, default=str),
+            "outputs": json.dumps(self.outputs), "lineage": json.dumps(self.lineage),
+            "code_version": code_version(), "message": message[:2000],
+            "stage": self.stage, "run_id": self.run_id,
+        }
+        schema = ", ".join(f"`{name}` {kind}" for name, kind in
+                           tables.TABLES["runs"][0] + tables.TABLES["runs"][1])
+        frame = spark.createDataFrame([row], schema=schema)
+        tables.write_partitions(spark, settings, "runs", frame)
+        logger.info("%s run %s %s in %.1f s", self.stage, self.run_id, status, self.duration_s)

@@ -1,0 +1,128 @@
+"""Hive DDL and idempotent writes: every table the project owns is defined here.
+
+All tables are EXTERNAL Parquet tables with an explicit location under
+``<root>/warehouse/<database>.db/<table>``, so that both Spark and Hive 3 read them and
+Spark can write them (Spark cannot write Hive 3 managed ACID tables). Each table is
+partitioned so that a rerun of one run (or one dataset) replaces exactly its own partition
+and nothing else: writes go through ``write_partitions`` with dynamic partition overwrite.
+
+Tables
+------
+images            the preprocessed datasets, one row per distinct image
+rejects           files that could not be used, with the reason
+runs              one row per stage run: status, counts, parameters, lineage
+training_metrics  one row per training epoch
+generated         images drawn from a trained generator
+labels            classifier labels for a run's images
+quality           "how real are they?" scores for a generator run
+"""
+
+import logging
+
+from gan_lib import storage
+from gan_lib.config import Settings, validate_identifier
+
+logger = logging.getLogger(__name__)
+
+# name -> (columns, partition columns); types are Hive types.
+TABLES = {
+    "images": (
+        [("image_id", "STRING"), ("source_path", "STRING"), ("label", "STRING"),
+         ("label_index", "INT"), ("height", "INT"), ("width", "INT"), ("channels", "INT"),
+         ("pixels", "BINARY"), ("run_id", "STRING")],
+        [("dataset", "STRING"), ("split", "STRING")],
+    ),
+    "rejects": (
+        [("path", "STRING"), ("reason", "STRING"), ("detail", "STRING"),
+         ("size_bytes", "BIGINT"), ("detected_format", "STRING"), ("run_id", "STRING")],
+        [("dataset", "STRING")],
+    ),
+    "runs": (
+        [("status", "STRING"), ("started_at", "TIMESTAMP"), ("finished_at", "TIMESTAMP"),
+         ("duration_s", "DOUBLE"), ("counts", "STRING"), ("parameters", "STRING"),
+         ("outputs", "STRING"), ("lineage", "STRING"), ("code_version", "STRING"),
+         ("message", "STRING")],
+        [("stage", "STRING"), ("run_id", "STRING")],
+    ),
+    "training_metrics": (
+        [("epoch", "INT"), ("step", "BIGINT"), ("d_loss", "DOUBLE"), ("g_loss", "DOUBLE"),
+         ("d_real", "DOUBLE"), ("d_fake", "DOUBLE"), ("images_per_second", "DOUBLE"),
+         ("learning_rate", "DOUBLE"), ("duration_s", "DOUBLE"), ("recorded_at", "TIMESTAMP")],
+        [("run_id", "STRING")],
+    ),
+    "generated": (
+        [("image_id", "STRING"), ("seed", "BIGINT"), ("sample_index", "BIGINT"),
+         ("path", "STRING"), ("generator_run", "STRING")],
+        [("run_id", "STRING")],
+    ),
+    "labels": (
+        [("image_id", "STRING"), ("path", "STRING"), ("status", "STRING"), ("label", "STRING"),
+         ("label_index", "INT"), ("confidence", "DOUBLE"),
+         ("top_k", "ARRAY<STRUCT<label:STRING,score:DOUBLE>>"),
+         ("classifier_handle", "STRING"), ("classifier_version", "STRING"),
+         ("labelled_at", "TIMESTAMP")],
+        [("run_id", "STRING")],
+    ),
+    "quality": (
+        [("generator_run", "STRING"), ("frechet_distance", "DOUBLE"),
+         ("classifier_score", "DOUBLE"), ("real_classifier_score", "DOUBLE"),
+         ("kernel_distance", "DOUBLE"), ("kernel_distance_stderr", "DOUBLE"),
+         ("class_shares", "MAP<STRING,DOUBLE>"), ("largest_class_share", "DOUBLE"),
+         ("mode_collapse", "BOOLEAN"), ("mean_confidence", "DOUBLE"), ("fake_count", "BIGINT"),
+         ("real_count", "BIGINT"), ("classifier_handle", "STRING"),
+         ("scored_at", "TIMESTAMP")],
+        [("run_id", "STRING")],
+    ),
+}
+
+
+def qualified(settings: Settings, table: str) -> str:
+    """``database.table`` after checking both names."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; the project's tables are {sorted(TABLES)}")
+    return f"{validate_identifier(settings.database, '--database')}.{table}"
+
+
+def table_location(settings: Settings, table: str) -> str:
+    return storage.join(settings.root, "warehouse", f"{settings.database}.db", table)
+
+
+def create_statement(settings: Settings, table: str) -> str:
+    """The ``CREATE EXTERNAL TABLE`` statement for one table."""
+    columns, partitions = TABLES[table]
+    column_list = ",\n  ".join(f"`{name}` {kind}" for name, kind in columns)
+    partition_list = ", ".join(f"`{name}` {kind}" for name, kind in partitions)
+    return (f"CREATE EXTERNAL TABLE IF NOT EXISTS {qualified(settings, table)} (\n"
+            f"  {column_list}\n)\nPARTITIONED BY ({partition_list})\nSTORED AS PARQUET\n"
+            f"LOCATION '{table_location(settings, table)}'")
+
+
+def ensure_tables(spark, settings: Settings, names=None) -> None:
+    """Create the database and the named tables (all by default) when missing."""
+    database = validate_identifier(settings.database, "--database")
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} "
+              f"LOCATION '{storage.join(settings.root, 'warehouse', database + '.db')}'")
+    for table in names or TABLES:
+        spark.sql(create_statement(settings, table))
+
+
+def column_names(table: str) -> list[str]:
+    columns, partitions = TABLES[table]
+    return [name for name, _ in columns + partitions]
+
+
+def write_partitions(spark, settings: Settings, table: str, frame) -> None:
+    """Replace the partitions present in ``frame`` and leave every other partition alone.
+
+    ``frame`` must hold every column of the table (partition columns included); columns are
+    reordered here because Spark's ``insertInto`` matches them by position.
+    """
+    ensure_tables(spark, settings, [table])
+    ordered = frame.select(*column_names(table))
+    ordered.write.insertInto(qualified(settings, table), overwrite=True)
+    logger.debug("wrote %s", qualified(settings, table))
+
+
+def sql_string(value: str) -> str:
+    """Quote a validated value as an SQL string literal."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"

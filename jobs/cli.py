@@ -1,0 +1,60 @@
+"""The ``hdp-gan`` command: one subcommand per job, each the same as
+``spark-submit jobs/<module>.py`` with the same arguments."""
+
+import importlib
+import importlib.util
+import sys
+
+from jobs.common import EXIT_USAGE
+
+# subcommand -> (module in jobs/, one-line description)
+SUBCOMMANDS = {
+    "ingest": ("ingest", "put a known dataset (Fashion-MNIST) under the root as image files"),
+    "preprocess": ("preprocess", "validate and normalize an image folder into a Parquet dataset"),
+    "train": ("train_dcgan", "train the DCGAN with TensorFlowOnSpark"),
+    "train-classifier": ("train_classifier", "train and export the reference classifier"),
+    "generate": ("generate", "draw images from a trained generator"),
+    "label": ("label", "label images with a TF Hub classifier and score their quality"),
+    "pipeline": ("pipeline", "run every stage in order"),
+    "sql": ("sql", "run a query against the project's Hive metastore"),
+}
+EXTRA_SUBCOMMANDS = {
+    "report": ("report", "write the HTML report of a run"),
+    "runs": ("runs", "list runs with their status and key figures"),
+    "config": ("show_config", "print the effective configuration, secrets masked"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: hdp-gan SUBCOMMAND [options]   (hdp-gan SUBCOMMAND --help for its options)",
+             "", "subcommands:"]
+    for name, (_, text) in available().items():
+        lines.append(f"  {name:<18}{text}")
+    return "\n".join(lines)
+
+
+def available() -> dict:
+    commands = dict(SUBCOMMANDS)
+    for name, (module, text) in EXTRA_SUBCOMMANDS.items():
+        if importlib.util.find_spec(f"jobs.{module}") is not None:
+            commands[name] = (module, text)
+    return commands
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else EXIT_USAGE
+    name, rest = argv[0], argv[1:]
+    commands = available()
+    if name not in commands:
+        print(f"hdp-gan: error: unknown subcommand {name!r}; choose from "
+              f"{', '.join(commands)} (see hdp-gan --help)", file=sys.stderr)
+        return EXIT_USAGE
+    module = importlib.import_module(f"jobs.{commands[name][0]}")
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""What every job entry point shares: common options, configuration layering, logging, the
+final JSON line and exit codes.
+
+Exit codes: 0 success, 1 the stage failed (one line says why), 2 a wrong option or
+configuration value (one line names it and what is expected).
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from gan_lib import config
+from gan_lib.config import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+logger = logging.getLogger("hdp_gan")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with errors on one line and exit code 2, without a usage block."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number greater than 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
+
+
+def new_parser(prog: str, description: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=prog, description=description,
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    shared = parser.add_argument_group("shared options")
+    shared.add_argument("--root", default=None,
+                        help="storage root: a folder, file:///..., hdfs://nn:8020/... or "
+                             "webhdfs://host:port/... (default: runs/default)")
+    shared.add_argument("--master", default=None,
+                        help="Spark master, e.g. yarn (default: local-cluster on this machine)")
+    shared.add_argument("--database", default=None, help="Hive database (default: hdp_gan)")
+    shared.add_argument("--config", default=None,
+                        help="TOML configuration file (also HDP_GAN_CONFIG)")
+    shared.add_argument("--run-id", default=None,
+                        help="id of this run (default: generated from the stage and the time)")
+    shared.add_argument("--metastore-uri", default=None,
+                        help="thrift:// URI of an existing Hive metastore")
+    shared.add_argument("--metastore-jdbc-url", default=None,
+                        help="JDBC URL of a shared metastore database (e.g. Derby network server)")
+    shared.add_argument("--executors", type=positive_int, default=None,
+                        help="executors on this machine, and TensorFlow workers (default: 2)")
+    shared.add_argument("--executor-memory-mb", type=positive_int, default=None,
+                        help="memory per executor on this machine in MB (default: 2048)")
+    shared.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    return parser
+
+
+SHARED_KEYS = ("root", "master", "database", "metastore_uri", "metastore_jdbc_url",
+               "executors", "executor_memory_mb", "log_level")
+
+
+def parse(parser: ArgumentParser, argv, section: str):
+    """Parse ``argv`` with configuration-file values as defaults.
+
+    Returns ``(args, settings)``. Values from the ``[section]`` table of the file become the
+    defaults of this job's options; top-level values feed the shared settings.
+    """
+    args = parser.parse_args(argv)
+    try:
+        file_values = config.load_file(args.config)
+        job_defaults = {key.split(".", 1)[1].replace("-", "_"): value
+                        for key, value in file_values.items() if key.startswith(section + ".")}
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(job_defaults) - known)
+        if unknown:
+            raise ConfigError(f"[{section}] in {args.config} has unknown keys: {unknown}")
+        if job_defaults:
+            parser.set_defaults(**job_defaults)
+            args = parser.parse_args(argv)
+        shared = {key: value for key, value in file_values.items() if "." not in key}
+        shared.update({key: getattr(args, key) for key in SHARED_KEYS
+                       if getattr(args, key, None) is not None})
+        settings = config.settings_from(shared)
+    except ConfigError as error:
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {error}\n")
+    setup_logging(settings.log_level)
+    return args, settings
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", force=True)
+    for noisy in ("py4j", "tensorflow", "absl", "urllib3", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def emit(summary: dict) -> None:
+    """Print the stage's one JSON line on standard output."""
+    print(json.dumps(summary, sort_keys=True, default=str), flush=True)
+
+
+def run_main(parser: ArgumentParser, section: str, body, argv=None) -> int:
+    """Parse, run ``body(args, settings) -> summary dict``, print the JSON line, return a code.
+
+    Errors a user can act on (ConfigError, StageError, StorageError) are printed as one line;
+    anything else is logged with its traceback and also ends with one line.
+    """
+    from gan_lib.runs import StageError
+    from gan_lib.storage import StorageError
+
+    args, settings = parse(parser, argv, section)
+    try:
+        summary = body(args, settings)
+    except ConfigError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (StageError, StorageError) as error:
+        print(f"{parser.prog}: failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the last line of defence: still one clear line at the end
+        logger.exception("unexpected error")
+        print(f"{parser.prog}: failed: {type(error).__name__}: {error}".splitlines()[0],
+              file=sys.stderr)
+        return EXIT_FAILED
+    emit(summary)
+    return EXIT_OK if summary.get("status", "succeeded") == "succeeded" else EXIT_FAILED

@@ -1,0 +1,59 @@
+"""Validate, decode and normalize an image folder into a Parquet dataset with Hive tables.
+
+    spark-submit jobs/preprocess.py --root /data/gan --dataset fashion-mnist \
+        [--input URI] [--image-size 28] [--channels 1]
+
+Bad files never fail the job: each goes to the rejects table with its reason.
+"""
+
+import sys
+
+from gan_lib import datasets, preprocessing, session
+from gan_lib.runs import StageRun, new_run_id
+from jobs import common
+
+
+def build_parser():
+    parser = common.new_parser("preprocess", __doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="fashion-mnist", help="dataset name in the tables")
+    parser.add_argument("--input", default=None,
+                        help="image folder (default: <root>/raw/<dataset>); sub-folder names "
+                             "become labels, train/test folders become splits")
+    parser.add_argument("--image-size", type=common.positive_int, default=28,
+                        help="output height and width in pixels")
+    parser.add_argument("--channels", type=int, default=1, help="1 (grayscale) or 3 (RGB)")
+    parser.add_argument("--max-pixels", type=common.positive_int, default=50_000_000,
+                        help="reject images with more pixels than this (image bombs)")
+    parser.add_argument("--min-size", type=common.positive_int, default=8,
+                        help="reject images whose shorter side is below this")
+    parser.add_argument("--test-percent", type=common.non_negative_int, default=10,
+                        help="share of images put in the test split when folders give none")
+    return parser
+
+
+def run(args, settings):
+    options = preprocessing.PreprocessOptions(
+        input_uri=args.input or datasets.raw_dir(settings, args.dataset), dataset=args.dataset,
+        image_size=args.image_size, channels=args.channels, max_pixels=args.max_pixels,
+        min_size=args.min_size, test_percent=args.test_percent)
+    preprocessing.check_before_spark(settings, options)
+    run = StageRun("preprocess", args.run_id or new_run_id("preprocess"),
+                   parameters=preprocessing.parameters(options),
+                   lineage={"input": options.input_uri})
+    spark = session.build_session(settings, f"hdp-gan preprocess {args.dataset}")
+    try:
+        run.counts = preprocessing.preprocess(spark, settings, options, run)
+        run.outputs = {"dataset": args.dataset,
+                       "train": datasets.dataset_location(settings, args.dataset, "train")}
+        run.record(spark, settings)
+        return run.summary()
+    finally:
+        spark.stop()
+
+
+def main(argv=None):
+    return common.run_main(build_parser(), "preprocess", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
