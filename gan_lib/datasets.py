@@ -10,6 +10,7 @@ height, width and channels beside them.
 """
 
 import gzip
+import hashlib
 import logging
 import os
 import shutil
@@ -174,3 +175,10 @@ def class_names(spark, settings: Settings, dataset: str) -> list[str]:
         f"WHERE dataset = {tables.sql_string(validate_name(dataset, '--dataset'))} "
         "AND label IS NOT NULL ORDER BY label_index").collect()
     return [row.label for row in rows]
+
+
+def pixel_id(pixels: np.ndarray) -> str:
+    """Content id of an image: SHA-256 of its shape and uint8 pixels. Equal pixels, equal id,
+    whatever file format they came from."""
+    height, width, channels = pixels.shape
+    return hashlib.sha256(f"{height}x{width}x{channels}:".encode() + pixels.tobytes()).hexdigest()

@@ -12,13 +12,13 @@ Decoded rows are staged once as Parquet under the run folder, then split three w
 The job checks ``files seen = accepted + rejected + duplicates`` before it records the run.
 """
 
-import hashlib
 import logging
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
 from gan_lib import storage, tables
 from gan_lib.config import ConfigError, Settings, validate_name
+from gan_lib.datasets import pixel_id
 from gan_lib.images import DecodeSettings, ImageRejected, decode_image, detect_format
 from gan_lib.runs import StageError, StageRun, run_dir
 
@@ -127,7 +127,7 @@ def _decode_one(path, content, input_uri, decode, test_percent) -> dict:
         return row
     height, width, channels = pixels.shape
     raw = pixels.tobytes()
-    image_id = hashlib.sha256(f"{height}x{width}x{channels}:".encode() + raw).hexdigest()
+    image_id = pixel_id(pixels)
     label, split = label_and_split(relative_parts(input_uri, path), image_id, test_percent)
     row.update(image_id=image_id, label=label, split=split, height=height, width=width,
                channels=channels, pixels=raw)

@@ -6,6 +6,7 @@ configuration value (one line names it and what is expected).
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -136,7 +137,18 @@ def emit(summary: dict) -> None:
 
 
 def run_main(parser: ArgumentParser, section: str, body, argv=None) -> int:
-    """Parse, run ``body(args, settings) -> summary dict``, print the JSON line, return a code.
+    """Parse, run ``body(args, settings) -> summary dict``, print the JSON line, return a code."""
+    args, settings = parse(parser, argv, section)
+
+    def stage():
+        summary = body(args, settings)
+        emit(summary)
+        return EXIT_OK if summary.get("status", "succeeded") == "succeeded" else EXIT_FAILED
+    return run_body(parser, stage)
+
+
+def run_body(parser: ArgumentParser, body) -> int:
+    """Run ``body() -> exit code``, turning errors into one line and an exit code.
 
     Errors a user can act on (ConfigError, StageError, StorageError) are printed as one line;
     anything else is logged with its traceback and also ends with one line.
@@ -144,9 +156,8 @@ def run_main(parser: ArgumentParser, section: str, body, argv=None) -> int:
     from gan_lib.runs import StageError
     from gan_lib.storage import StorageError
 
-    args, settings = parse(parser, argv, section)
     try:
-        summary = body(args, settings)
+        code = body()
     except ConfigError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -161,5 +172,24 @@ def run_main(parser: ArgumentParser, section: str, body, argv=None) -> int:
         print(f"{parser.prog}: failed: {type(error).__name__}: {error}".splitlines()[0],
               file=sys.stderr)
         return EXIT_FAILED
-    emit(summary)
-    return EXIT_OK if summary.get("status", "succeeded") == "succeeded" else EXIT_FAILED
+    return EXIT_OK if code is None else code
+
+
+@contextlib.contextmanager
+def spark_stage(settings, run, app_name: str, training: bool = False):
+    """A Spark session for one stage run; a failure is recorded in the runs table (when the
+    metastore is reachable) before it propagates, and the session always stops."""
+    from gan_lib import session
+
+    spark = session.build_session(settings, app_name, training=training)
+    try:
+        yield spark
+    except BaseException as error:
+        try:
+            run.record(spark, settings, status="failed", message=str(error).splitlines()[0]
+                       if str(error) else type(error).__name__)
+        except Exception as record_error:  # the original error matters more
+            logger.warning("could not record the failed run: %s", record_error)
+        raise
+    finally:
+        spark.stop()

@@ -8,7 +8,7 @@ Bad files never fail the job: each goes to the rejects table with its reason.
 
 import sys
 
-from gan_lib import datasets, preprocessing, session
+from gan_lib import datasets, preprocessing
 from gan_lib.runs import StageRun, new_run_id
 from jobs import common
 
@@ -40,15 +40,12 @@ def run(args, settings):
     run = StageRun("preprocess", args.run_id or new_run_id("preprocess"),
                    parameters=preprocessing.parameters(options),
                    lineage={"input": options.input_uri})
-    spark = session.build_session(settings, f"hdp-gan preprocess {args.dataset}")
-    try:
+    with common.spark_stage(settings, run, f"hdp-gan preprocess {args.dataset}") as spark:
         run.counts = preprocessing.preprocess(spark, settings, options, run)
         run.outputs = {"dataset": args.dataset,
                        "train": datasets.dataset_location(settings, args.dataset, "train")}
         run.record(spark, settings)
-        return run.summary()
-    finally:
-        spark.stop()
+    return run.summary()
 
 
 def main(argv=None):

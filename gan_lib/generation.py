@@ -1,0 +1,57 @@
+"""Drawing images from an exported generator, spread over Spark partitions.
+
+Partition ``p`` of a run with seed ``s`` draws its noise from ``numpy.random.default_rng((s,
+p))``, so a rerun with the same seed, count and partitions reproduces the same images. Each
+partition loads the generator once (from a local cache when the run lives on HDFS), writes
+its images as PNG files under ``runs/<run_id>/images/`` through the storage layer, and
+returns one small row per image; the pixels never travel to the driver.
+"""
+
+import logging
+
+import numpy as np
+
+from gan_lib import storage
+from gan_lib.datasets import pixel_id
+from gan_lib.inference import local_copy
+
+logger = logging.getLogger(__name__)
+
+BATCH = 256
+_GENERATORS = {}
+
+
+def load_generator(handle: str, settings=None):
+    """The generator's ``serving_default`` signature and its latent size (cached)."""
+    if handle not in _GENERATORS:
+        import tensorflow as tf
+        module = tf.saved_model.load(local_copy(handle, settings))
+        signature = module.signatures["serving_default"]
+        latent_dim = int(signature.structured_input_signature[1]["noise"].shape[1])
+        _GENERATORS[handle] = (signature, latent_dim)
+    return _GENERATORS[handle]
+
+
+def partition_counts(count: int, partitions: int) -> list[int]:
+    base, extra = divmod(count, partitions)
+    return [base + (1 if p < extra else 0) for p in range(partitions)]
+
+
+def generate_partition(partition: int, start: int, count: int, seed: int, generator_uri: str,
+                       images_uri: str, settings=None):
+    """Draw ``count`` images for one partition; yields (image_id, seed, index, path) rows."""
+    import tensorflow as tf
+    from gan_lib.images import encode_png
+
+    signature, latent_dim = load_generator(generator_uri, settings)
+    store = storage.open_storage(images_uri, settings)
+    rng = np.random.default_rng((seed, partition))
+    noise = rng.standard_normal((count, latent_dim)).astype(np.float32)
+    for offset in range(0, count, BATCH):
+        pixels = signature(noise=tf.constant(noise[offset:offset + BATCH]))["images"].numpy()
+        for position, image in enumerate(pixels):
+            index = start + offset + position
+            image_id = pixel_id(image)
+            path = storage.join(images_uri, f"{index:07d}.png")
+            store.write_bytes(path, encode_png(image))
+            yield image_id, int(seed), int(index), path

@@ -1,0 +1,180 @@
+"""Batch inference with a TF Hub classifier over an image table or folder, and quality scores.
+
+Sources: the images of a ``generate`` run, a split of a preprocessed dataset, or any folder
+of image files. Executors decode (files) or unpack (tables) the images, run the classifier
+in Arrow batches and return, per image, the label, confidence, top-k, and the probability
+and feature vectors. The classifier is loaded once per Python worker (``inference._MODELS``)
+and TensorFlow's thread pools are sized to the executor's cores.
+
+Results are staged once as Parquet under the run folder; the labels table partition is
+written from there, and, for a generator run, the probability and feature vectors of the
+generated and of the real test images are gathered on the driver (10,000 of each at most:
+about 5 MB each) for the quality scores.
+"""
+
+import datetime as dt
+import io
+import logging
+
+import numpy as np
+
+from gan_lib import storage, tables
+from gan_lib.images import DecodeSettings, ImageRejected, decode_image, pixels_to_array
+
+logger = logging.getLogger(__name__)
+
+SCORED_SCHEMA = (
+    "image_id STRING, path STRING, status STRING, label STRING, label_index INT, "
+    "confidence DOUBLE, top_k ARRAY<STRUCT<label:STRING,score:DOUBLE>>, "
+    "probabilities ARRAY<FLOAT>, features ARRAY<FLOAT>")
+MAX_SCORED_IMAGES = 10_000
+
+
+def _arrow_schema():
+    import pyarrow as pa
+    return pa.schema([
+        ("image_id", pa.string()), ("path", pa.string()), ("status", pa.string()),
+        ("label", pa.string()), ("label_index", pa.int32()), ("confidence", pa.float64()),
+        ("top_k", pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))),
+        ("probabilities", pa.list_(pa.float32())), ("features", pa.list_(pa.float32()))])
+
+
+def _set_threads(threads: int) -> None:
+    import tensorflow as tf
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # already initialised in this worker: the first setting holds
+        pass
+
+
+def score_batches(batches, handle: str, settings, source: str, top: int, threads: int):
+    """Arrow batches in (files: path, content; tables: image_id, path, pixels, height, width,
+    channels), Arrow batches of SCORED_SCHEMA out."""
+    import pyarrow as pa
+    from gan_lib import datasets, inference
+
+    _set_threads(threads)
+    classifier = inference.load_classifier(handle, settings)
+    height, width, channels = classifier.input_shape
+    decode = DecodeSettings(image_size=height, channels=channels, min_size=1)
+    for batch in batches:
+        rows = batch.to_pylist()
+        images, good, out = [], [], []
+        for row in rows:
+            try:
+                if source == "files":
+                    pixels = decode_image(row["content"] or b"", decode)
+                    image_id = datasets.pixel_id(pixels)
+                else:
+                    pixels = pixels_to_array(row["pixels"], row["height"], row["width"],
+                                             row["channels"])
+                    image_id = row["image_id"]
+            except ImageRejected as rejection:
+                out.append(_unreadable(row["path"], f"unreadable: {rejection.reason}"))
+                continue
+            images.append(pixels)
+            good.append((image_id, row["path"], len(out)))
+            out.append(None)
+        if images:
+            _fill_predictions(classifier, np.stack(images), good, out, top)
+        yield pa.RecordBatch.from_pylist(out, schema=_arrow_schema())
+
+
+def _fill_predictions(classifier, stacked, good, out, top):
+    from gan_lib import inference
+    probabilities, features = classifier.predict(stacked)
+    for (image_id, path, slot), probs, ranked, feature in zip(
+            good, probabilities, inference.top_k(probabilities, classifier, top),
+            features if features is not None else [None] * len(good)):
+        index, confidence, best = ranked
+        out[slot] = {
+            "image_id": image_id, "path": path, "status": "ok",
+            "label": classifier.label_name(index), "label_index": index,
+            "confidence": confidence,
+            "top_k": [{"label": name, "score": score} for name, score in best],
+            "probabilities": [float(p) for p in probs],
+            "features": [float(f) for f in feature] if feature is not None else None}
+
+
+def _unreadable(path, status):
+    return {"image_id": None, "path": path, "status": status, "label": None,
+            "label_index": None, "confidence": None, "top_k": None, "probabilities": None,
+            "features": None}
+
+
+def score(spark, frame, source: str, handle: str, settings, staging_uri: str, top: int):
+    """Run the classifier over ``frame`` and stage the results as Parquet; returns them."""
+    threads = int(spark.sparkContext.getConf().get("spark.executor.cores", "1"))
+    scored = frame.mapInArrow(
+        lambda batches: score_batches(batches, handle, settings, source, top, threads),
+        SCORED_SCHEMA)
+    scored.write.mode("overwrite").parquet(staging_uri)
+    return spark.read.parquet(staging_uri)
+
+
+def files_frame(spark, folder_uri: str):
+    return (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+            .load(folder_uri).select("path", "content"))
+
+
+def table_frame(spark, settings, dataset: str, split: str):
+    return spark.sql(
+        f"SELECT image_id, source_path AS path, pixels, height, width, channels "
+        f"FROM {tables.qualified(settings, 'images')} "
+        f"WHERE dataset = {tables.sql_string(dataset)} AND split = {tables.sql_string(split)}")
+
+
+def write_labels(spark, settings, scored, run_id: str, classifier) -> dict:
+    from pyspark.sql import functions as F
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    frame = scored.select(
+        "image_id", "path", "status", "label", "label_index", "confidence", "top_k",
+        F.lit(classifier.handle).alias("classifier_handle"),
+        F.lit(classifier.version).alias("classifier_version"),
+        F.lit(now).cast("timestamp").alias("labelled_at"), F.lit(run_id).alias("run_id"))
+    tables.write_partitions(spark, settings, "labels", frame)
+    counts = {row.status: row["count"] for row in scored.groupBy("status").count().collect()}
+    return {"labelled": counts.get("ok", 0),
+            "unreadable": sum(v for k, v in counts.items() if k != "ok")}
+
+
+def gather_vectors(scored, limit: int = MAX_SCORED_IMAGES):
+    """Probabilities and features of up to ``limit`` readable images, in image-id order."""
+    from pyspark.sql import functions as F
+    rows = (scored.where(F.col("status") == "ok").orderBy("image_id").limit(limit)
+            .select("probabilities", "features").toPandas())
+    probabilities = np.array(rows["probabilities"].tolist(), dtype=np.float64)
+    features = (np.array(rows["features"].tolist(), dtype=np.float64)
+                if len(rows) and rows["features"].iloc[0] is not None else None)
+    return probabilities, features
+
+
+def contact_sheet_png(spark, settings, scored, frame, count: int = 64) -> bytes:
+    """A grid of the first ``count`` labelled images (by path) with label and confidence under
+    each; ``frame`` is the source the images were scored from."""
+    from gan_lib import visuals
+    from pyspark.sql import functions as F
+    chosen = (scored.where(F.col("status") == "ok").orderBy("path").limit(count)
+              .select("path", "label", "confidence"))
+    rows = chosen.join(frame, on="path").orderBy("path").collect()
+    images, captions = [], []
+    for row in rows:
+        if "pixels" in row:
+            pixels = pixels_to_array(row.pixels, row.height, row.width, row.channels)
+        else:
+            pixels = _native_pixels(row.content)
+        images.append(pixels)
+        captions.append(f"{row.label} {row.confidence:.2f}")
+    if not images or len({image.shape for image in images}) != 1:
+        return b""
+    return visuals.to_png_bytes(visuals.contact_sheet(np.stack(images), captions))
+
+
+def _native_pixels(data: bytes) -> np.ndarray:
+    """Decode an image at its own size (square images, as generated ones are)."""
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as image:
+        side, grey = min(image.size), image.mode in ("L", "1", "I;16", "I", "F")
+    return decode_image(data, DecodeSettings(image_size=side, channels=1 if grey else 3,
+                                             min_size=1))

@@ -1,0 +1,498 @@
+"""The distributed GAN training step and loop, checkpoints, and the divergence guard.
+
+``train_worker`` runs inside every TensorFlowOnSpark node (one per executor). All nodes
+build the same networks under ``MultiWorkerMirroredStrategy`` and step in lock step: each
+reads the same preprocessed split, takes its own shard of a shuffled order, and every node
+runs exactly ``steps_per_epoch`` synchronous steps, so no node waits for data another lacks.
+
+State lives on the root's storage under ``runs/<run_id>/``:
+
+* ``checkpoints/epoch-NNNN.npz``: both networks, both optimisers, epoch, step, learning
+  rates, seed, the fixed sample noise and the loss history; ``checkpoints/latest.json`` names
+  the newest. Checkpoints are plain NumPy archives written by the chief only (reading
+  mirrored variables needs no collective operation), uploaded atomically.
+* ``samples/epoch-NNNN.png``: a grid drawn from the fixed noise after every epoch.
+* ``metrics.jsonl``: one line per epoch, turned into the training_metrics table by the driver.
+* ``generator/``: the exported SavedModel (noise -> uint8 images), opened by ``hub.load``.
+
+The divergence guard: when a reduced loss is not finite, or the discriminator has
+collapsed (its loss near zero while D(G(z)) is near zero for a whole check interval), every
+node restores the last good state and lowers both learning rates by ``rollback_factor``. All
+nodes see the same all-reduced losses and so take the same decision. After
+``max_rollbacks`` the run stops with a message saying so.
+"""
+
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+COLLAPSE_D_LOSS = 1e-3
+COLLAPSE_D_FAKE = 1e-3
+
+
+@dataclass
+class TrainOptions:
+    """Everything a node needs; it travels to the executors pickled."""
+
+    run_id: str
+    run_uri: str
+    dataset: str
+    settings: object
+    recipe: str = "dcgan"
+    epochs: int = 2
+    batch_size: int = 0          # global batch; 0 means the recipe's
+    latent_dim: int = 100
+    learning_rate: float = 0.0   # 0 means the recipe's
+    max_images: int = 0          # 0 means the whole split
+    sample_count: int = 64
+    log_every: int = 50
+    check_every: int = 50
+    max_rollbacks: int = 3
+    rollback_factor: float = 0.5
+    seed: int = 1234
+    resume: bool = False
+    fail_at_step: int = -1       # for fault-injection tests: raise on the chief at this step
+    inject_nan_at_step: int = -1  # for the guard's tests: poison the losses at this step
+    threads: int = 1
+    export: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def node_rank() -> tuple[int, int]:
+    """(rank, node count) from TF_CONFIG: the chief is rank 0, worker i is rank i + 1."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    cluster = config.get("cluster", {})
+    count = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+    task = config.get("task", {"type": "chief", "index": 0})
+    rank = 0 if task["type"] == "chief" else task["index"] + len(cluster.get("chief", []))
+    return rank, max(count, 1)
+
+
+def shard_indices(count: int, rank: int, nodes: int, epoch: int, seed: int) -> np.ndarray:
+    """This node's share of a shuffled order that every node computes identically."""
+    order = np.random.default_rng(seed + epoch).permutation(count)
+    return order[rank::nodes]
+
+
+def to_model_range(images_uint8: np.ndarray) -> np.ndarray:
+    return images_uint8.astype(np.float32) / 127.5 - 1.0
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+class GanTrainer:
+    """Networks, optimisers and the compiled distributed step of one node."""
+
+    def __init__(self, strategy, options: TrainOptions, image_shape, recipe):
+        import keras
+        import tensorflow as tf
+        from gan_lib import models
+
+        self.strategy, self.options, self.recipe = strategy, options, recipe
+        self.image_shape = image_shape
+        self.global_batch = options.batch_size or recipe.batch_size
+        learning_rate = options.learning_rate or recipe.learning_rate
+        with strategy.scope():
+            self.generator = models.build_generator(
+                options.latent_dim, image_shape[0], image_shape[2], recipe)
+            self.discriminator = models.build_discriminator(image_shape[0], image_shape[2],
+                                                            recipe)
+            self.g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=recipe.beta_1)
+            self.d_optimizer = keras.optimizers.Adam(learning_rate, beta_1=recipe.beta_1)
+            self.g_optimizer.build(self.generator.trainable_variables)
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+        self._step = tf.function(self._distributed_step)
+
+    def _replica_step(self, real, poison):
+        import tensorflow as tf
+
+        batch = tf.shape(real)[0]
+        noise = tf.random.normal((batch, self.options.latent_dim))
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = self.generator(noise, training=True)
+            real_logits = self.discriminator(real, training=True)
+            fake_logits = self.discriminator(fake, training=True)
+            real_targets = tf.fill(tf.shape(real_logits), self.recipe.real_label)
+            d_per_example = (
+                tf.nn.sigmoid_cross_entropy_with_logits(real_targets, real_logits)
+                + tf.nn.sigmoid_cross_entropy_with_logits(tf.zeros_like(fake_logits),
+                                                          fake_logits))
+            g_per_example = tf.nn.sigmoid_cross_entropy_with_logits(
+                tf.ones_like(fake_logits), fake_logits)
+            d_loss = tf.reduce_sum(d_per_example) / self.global_batch + poison
+            g_loss = tf.reduce_sum(g_per_example) / self.global_batch + poison
+        d_gradients = d_tape.gradient(d_loss, self.discriminator.trainable_variables)
+        g_gradients = g_tape.gradient(g_loss, self.generator.trainable_variables)
+        # Keras' optimizer sums the gradients over all replicas of all nodes before applying
+        # them; the losses are divided by the global batch, so the sum is the global mean.
+        self.d_optimizer.apply_gradients(zip(d_gradients, self.discriminator.trainable_variables))
+        self.g_optimizer.apply_gradients(zip(g_gradients, self.generator.trainable_variables))
+        d_real = tf.reduce_sum(tf.sigmoid(real_logits)) / self.global_batch
+        d_fake = tf.reduce_sum(tf.sigmoid(fake_logits)) / self.global_batch
+        return d_loss, g_loss, d_real, d_fake
+
+    def _distributed_step(self, real, poison):
+        import tensorflow as tf
+
+        results = self.strategy.run(self._replica_step, args=(real, poison))
+        return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                for value in results]
+
+    def step(self, real_batch, poison=0.0):
+        import tensorflow as tf
+        values = self._step(real_batch, tf.constant(poison, tf.float32))
+        return [float(v) for v in values]
+
+    # State in and out of plain arrays, so checkpoints need no collective operation.
+    def state(self) -> dict:
+        arrays = {}
+        for prefix, variables in self._variable_groups().items():
+            for index, variable in enumerate(variables):
+                arrays[f"{prefix}/{index:04d}"] = np.asarray(variable.numpy())
+        return arrays
+
+    def load_state(self, arrays: dict) -> None:
+        for prefix, variables in self._variable_groups().items():
+            stored = sorted(key for key in arrays if key.startswith(prefix + "/"))
+            if len(stored) != len(variables):
+                raise ValueError(f"checkpoint holds {len(stored)} {prefix} variables, the "
+                                 f"network has {len(variables)}; was it made with other "
+                                 "options (image size, channels, latent size, recipe)?")
+            for key, variable in zip(stored, variables):
+                variable.assign(arrays[key])
+
+    def _variable_groups(self) -> dict:
+        return {"generator": self.generator.weights,
+                "discriminator": self.discriminator.weights,
+                "g_optimizer": self.g_optimizer.variables,
+                "d_optimizer": self.d_optimizer.variables}
+
+    def set_learning_rate(self, value: float) -> None:
+        self.g_optimizer.learning_rate.assign(value)
+        self.d_optimizer.learning_rate.assign(value)
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.g_optimizer.learning_rate.numpy())
+
+    def samples(self, noise: np.ndarray) -> np.ndarray:
+        return to_uint8(self.generator(noise, training=False).numpy())
+
+
+def _checkpoint_bytes(trainer: GanTrainer, progress: dict, fixed_noise, history) -> bytes:
+    buffer = io.BytesIO()
+    meta = json.dumps({"progress": progress, "history": history})
+    np.savez(buffer, __meta__=np.frombuffer(meta.encode(), dtype=np.uint8),
+             __fixed_noise__=fixed_noise, **trainer.state())
+    return buffer.getvalue()
+
+
+def _read_checkpoint(data: bytes):
+    with np.load(io.BytesIO(data)) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    fixed_noise = arrays.pop("__fixed_noise__")
+    return arrays, meta["progress"], meta["history"], fixed_noise
+
+
+def latest_checkpoint(store, run_uri: str):
+    """(checkpoint URI, progress) of a run's newest checkpoint, or (None, None)."""
+    from gan_lib import storage
+    pointer = storage.join(run_uri, "checkpoints", "latest.json")
+    if not store.exists(pointer):
+        return None, None
+    latest = json.loads(store.read_text(pointer))
+    return storage.join(run_uri, "checkpoints", latest["file"]), latest["progress"]
+
+
+def train_worker(options: TrainOptions, ctx=None) -> None:
+    """The TensorFlowOnSpark main function: runs on every node."""
+    logging.basicConfig(level=os.environ.get("HDP_GAN_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(options.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(options.threads)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    rank, nodes = node_rank()
+    _Loop(options, strategy, rank, nodes).run()
+
+
+class _Loop:
+    """One node's training loop; the chief (rank 0) also writes every output."""
+
+    def __init__(self, options, strategy, rank, nodes):
+        from gan_lib import datasets, models, storage
+
+        self.options, self.strategy, self.rank, self.nodes = options, strategy, rank, nodes
+        self.is_chief = rank == 0
+        self.store = storage.open_storage(options.run_uri, options.settings)
+        images, _ = datasets.load_split(options.settings, options.dataset, "train")
+        if options.max_images:
+            images = images[:options.max_images]
+        self.images = images
+        self.recipe = models.RECIPES[options.recipe]
+        self.trainer = GanTrainer(strategy, options, images.shape[1:], self.recipe)
+        self.steps_per_epoch = len(images) // self.trainer.global_batch
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"the dataset has {len(images)} images, fewer than one global "
+                             f"batch of {self.trainer.global_batch}; lower --batch-size")
+        self.per_node_batch = self.trainer.global_batch // nodes
+        rng = np.random.default_rng(options.seed)
+        self.fixed_noise = rng.standard_normal(
+            (options.sample_count, options.latent_dim)).astype(np.float32)
+        self.progress = {"epoch": 0, "step": 0, "seed": options.seed, "rollbacks": 0,
+                         "learning_rate": self.trainer.learning_rate}
+        self.history = []
+        self.good_state = None
+        if options.resume:
+            self._resume()
+        self._remember_good_state()
+
+    def _resume(self):
+        uri, _ = latest_checkpoint(self.store, self.options.run_uri)
+        if uri is None:
+            raise ValueError(f"run {self.options.run_id} has no checkpoint to resume from")
+        arrays, progress, history, fixed_noise = _read_checkpoint(self.store.read_bytes(uri))
+        self.trainer.load_state(arrays)
+        self.progress, self.history, self.fixed_noise = progress, history, fixed_noise
+        self.trainer.set_learning_rate(progress["learning_rate"])
+        logger.info("resumed run %s at epoch %d, step %d", self.options.run_id,
+                    progress["epoch"], progress["step"])
+
+    def _remember_good_state(self):
+        self.good_state = (self.trainer.state(), dict(self.progress), list(self.history))
+
+    def run(self):
+        options = self.options
+        started_epoch = self.progress["epoch"]
+        total_steps = (options.epochs - started_epoch) * self.steps_per_epoch
+        clock = time.monotonic()
+        while self.progress["epoch"] < options.epochs:
+            epoch_row = self._train_epoch(clock, total_steps, started_epoch)
+            if epoch_row is None:
+                continue  # rolled back: the epoch is trained again
+            self.history.append(epoch_row)
+            self.progress["epoch"] += 1
+            self._remember_good_state()
+            if self.is_chief:
+                self._write_epoch_outputs(epoch_row)
+        if self.is_chief:
+            self._write_final_outputs()
+
+    def _epoch_batches(self, epoch):
+        indices = shard_indices(len(self.images), self.rank, self.nodes, epoch,
+                                self.options.seed)
+        for step in range(self.steps_per_epoch):
+            chosen = np.sort(indices[step * self.per_node_batch:(step + 1) * self.per_node_batch])
+            yield to_model_range(self.images[chosen])
+
+    def _train_epoch(self, clock, total_steps, started_epoch):
+        options, epoch = self.options, self.progress["epoch"]
+        sums = np.zeros(4)
+        window = np.zeros(4)
+        epoch_clock = time.monotonic()
+        for index, batch in enumerate(self._epoch_batches(epoch)):
+            step = self.progress["step"] + 1
+            if step == options.fail_at_step and self.is_chief:
+                raise RuntimeError(f"injected failure at step {step} (--fail-at-step)")
+            poison = float("nan") if step == options.inject_nan_at_step else 0.0
+            values = np.array(self.trainer.step(self._distribute(batch), poison))
+            self.progress["step"] = step
+            sums += values
+            window += values
+            if step % options.check_every == 0 or not np.all(np.isfinite(values)):
+                problem = self._problem(values, window / max(1, (step - 1) % options.check_every
+                                                           + 1))
+                window[:] = 0
+                if problem:
+                    self._roll_back(problem)
+                    return None
+            if self.is_chief and step % options.log_every == 0:
+                self._log_step(epoch, index + 1, values, clock, total_steps, started_epoch)
+        duration = time.monotonic() - epoch_clock
+        means = sums / self.steps_per_epoch
+        return {"epoch": epoch + 1, "step": self.progress["step"], "d_loss": means[0],
+                "g_loss": means[1], "d_real": means[2], "d_fake": means[3],
+                "images_per_second": self.steps_per_epoch * self.trainer.global_batch / duration,
+                "learning_rate": self.trainer.learning_rate, "duration_s": duration}
+
+    def _distribute(self, batch):
+        import tensorflow as tf
+        return tf.constant(batch)
+
+    def _problem(self, values, window_means):
+        if not np.all(np.isfinite(values)):
+            return f"non-finite losses (D {values[0]}, G {values[1]})"
+        if window_means[0] < COLLAPSE_D_LOSS and window_means[3] < COLLAPSE_D_FAKE:
+            return (f"the discriminator has collapsed (D loss {window_means[0]:.2e}, "
+                    f"D(G(z)) {window_means[3]:.2e}): the generator gets no gradient")
+        return None
+
+    def _roll_back(self, problem):
+        options = self.options
+        if self.progress["rollbacks"] >= options.max_rollbacks:
+            raise TrainingDiverged(
+                f"training diverged: {problem}, still after {options.max_rollbacks} roll-backs "
+                "with lower learning rates; try --learning-rate lower or another --recipe")
+        arrays, progress, history = self.good_state
+        self.trainer.load_state(arrays)
+        rollbacks = self.progress["rollbacks"] + 1
+        new_rate = self.trainer.learning_rate * options.rollback_factor
+        self.progress, self.history = dict(progress), list(history)
+        self.progress.update(rollbacks=rollbacks, learning_rate=new_rate)
+        self.trainer.set_learning_rate(new_rate)
+        logger.warning("%s at epoch %d; rolled back to step %d, learning rate now %.2e "
+                       "(roll-back %d of %d)", problem, progress["epoch"] + 1, progress["step"],
+                       new_rate, rollbacks, options.max_rollbacks)
+
+    def _log_step(self, epoch, index, values, clock, total_steps, started_epoch):
+        done = (epoch - started_epoch) * self.steps_per_epoch + index
+        elapsed = time.monotonic() - clock
+        rate = done * self.trainer.global_batch / max(elapsed, 1e-9)
+        left = (total_steps - done) * elapsed / max(done, 1)
+        logger.info("epoch %d/%d step %d/%d  D loss %.3f  G loss %.3f  D(x) %.3f  D(G(z)) %.3f"
+                    "  %.0f images/s  about %s left", epoch + 1, self.options.epochs, index,
+                    self.steps_per_epoch, values[0], values[1], values[2], values[3], rate,
+                    _duration(left))
+
+    def _write_epoch_outputs(self, row):
+        from gan_lib import storage, visuals
+        options = self.options
+        epoch = row["epoch"]
+        grid = visuals.image_grid(self.trainer.samples(self.fixed_noise))
+        self.store.write_bytes(storage.join(options.run_uri, "samples", f"epoch-{epoch:04d}.png"),
+                               visuals.to_png_bytes(grid))
+        name = f"epoch-{epoch:04d}.npz"
+        self.progress["learning_rate"] = self.trainer.learning_rate
+        self.store.write_bytes(storage.join(options.run_uri, "checkpoints", name),
+                               _checkpoint_bytes(self.trainer, self.progress, self.fixed_noise,
+                                                 self.history))
+        self.store.write_text(storage.join(options.run_uri, "checkpoints", "latest.json"),
+                              json.dumps({"file": name, "progress": self.progress}))
+        self.store.write_text(storage.join(options.run_uri, "metrics.jsonl"),
+                              "".join(json.dumps(_plain(r)) + "\n" for r in self.history))
+        _prune_checkpoints(self.store, options.run_uri, keep=3)
+        logger.info("epoch %d done in %.0f s: D loss %.3f, G loss %.3f, D(x) %.3f, "
+                    "D(G(z)) %.3f, %.0f images/s; checkpoint %s", epoch, row["duration_s"],
+                    row["d_loss"], row["g_loss"], row["d_real"], row["d_fake"],
+                    row["images_per_second"], name)
+
+    def _write_final_outputs(self):
+        from gan_lib import storage, visuals
+        options = self.options
+        frames = []
+        sample_dir = storage.join(options.run_uri, "samples")
+        from PIL import Image
+        for name in self.store.list(sample_dir) if self.store.exists(sample_dir) else []:
+            if name.startswith("epoch-") and name.endswith(".png"):
+                frames.append(Image.open(io.BytesIO(self.store.read_bytes(
+                    storage.join(sample_dir, name)))))
+        if frames:
+            self.store.write_bytes(storage.join(options.run_uri, "samples", "progress.gif"),
+                                   visuals.gif_bytes(frames))
+        self.store.write_bytes(storage.join(options.run_uri, "loss_curve.png"),
+                               visuals.to_png_bytes(visuals.loss_curve(
+                                   [_plain(r) for r in self.history])))
+        if options.export:
+            export_generator(self.trainer, options, self.store)
+        self.store.write_text(storage.join(options.run_uri, "weights_checksum.txt"),
+                              weights_checksum(self.trainer))
+
+
+def weights_checksum(trainer: GanTrainer) -> str:
+    """A short fingerprint of the generator's weights (equal on every node in lock step)."""
+    total = sum(float(np.sum(np.asarray(w.numpy(), dtype=np.float64)))
+                for w in trainer.generator.weights)
+    return f"{total:.10e}"
+
+
+def export_generator(trainer: GanTrainer, options: TrainOptions, store) -> None:
+    """Save the generator as a SavedModel that ``hub.load`` opens.
+
+    Signature ``serving_default``: ``noise`` float32 (N, latent_dim) -> ``images`` uint8
+    (N, H, W, C) in 0..255, the preprocessed dataset's range. The model is rebuilt outside the
+    distribution strategy so that the export holds plain variables.
+    """
+    import tensorflow as tf
+    from gan_lib import models, storage
+
+    plain = models.build_generator(options.latent_dim, trainer.image_shape[0],
+                                   trainer.image_shape[2], trainer.recipe)
+    plain.set_weights([np.asarray(w.numpy()) for w in trainer.generator.weights])
+    module = GeneratorModule(plain, options.latent_dim, trainer.image_shape)
+    with tempfile.TemporaryDirectory(prefix="export-") as folder:
+        path = os.path.join(folder, "generator")
+        tf.saved_model.save(module, path, signatures={"serving_default": module.generate})
+        store.upload_dir(path, storage.join(options.run_uri, "generator"))
+    logger.info("exported the generator to %s", storage.join(options.run_uri, "generator"))
+
+
+def _generator_module_class():
+    import tensorflow as tf
+
+    class GeneratorModule(tf.Module):
+        def __init__(self, generator, latent_dim, image_shape):
+            super().__init__(name="generator")
+            self.generator = generator
+            self.latent_dim = tf.Variable(latent_dim, trainable=False, dtype=tf.int32)
+            self.image_shape = tf.Variable(list(image_shape), trainable=False, dtype=tf.int32)
+            self.generate = tf.function(
+                self._generate,
+                input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name="noise")])
+
+        def _generate(self, noise):
+            images = self.generator(noise, training=False)
+            pixels = tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0)
+            return {"images": tf.cast(pixels, tf.uint8)}
+
+    return GeneratorModule
+
+
+def GeneratorModule(generator, latent_dim, image_shape):
+    return _generator_module_class()(generator, latent_dim, image_shape)
+
+
+def _prune_checkpoints(store, run_uri, keep):
+    from gan_lib import storage
+    folder = storage.join(run_uri, "checkpoints")
+    names = sorted(n for n in store.list(folder) if n.startswith("epoch-") and n.endswith(".npz"))
+    for name in names[:-keep]:
+        store.delete(storage.join(folder, name))
+
+
+def _plain(row: dict) -> dict:
+    return {key: (float(value) if isinstance(value, (np.floating, float)) else value)
+            for key, value in row.items()}
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def read_history(store, run_uri: str) -> list[dict]:
+    from gan_lib import storage
+    path = storage.join(run_uri, "metrics.jsonl")
+    if not store.exists(path):
+        return []
+    return [json.loads(line) for line in store.read_text(path).splitlines() if line.strip()]
+
+
+def options_dict(options: TrainOptions) -> dict:
+    values = asdict(options)
+    values.pop("settings")
+    return values

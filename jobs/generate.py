@@ -1,0 +1,72 @@
+"""Draw images from a trained generator, spread over Spark partitions, reproducibly.
+
+    spark-submit jobs/generate.py --root /data/gan --generator-run train-... --count 1000
+
+Writes PNG files under runs/<run_id>/images/ and their rows to the generated table.
+"""
+
+import sys
+
+from gan_lib import generation, storage, tables
+from gan_lib.config import validate_name
+from gan_lib.runs import StageError, StageRun, new_run_id, run_dir
+from jobs import common
+
+
+def build_parser():
+    parser = common.new_parser("generate", __doc__.splitlines()[0])
+    parser.add_argument("--generator-run", required=True,
+                        help="run id of the training run whose exported generator to use")
+    parser.add_argument("--count", type=common.positive_int, default=1000,
+                        help="images to generate")
+    parser.add_argument("--partitions", type=common.positive_int, default=None,
+                        help="Spark partitions (default: 2 per executor)")
+    parser.add_argument("--seed", type=common.non_negative_int, default=2024,
+                        help="seed: the same seed, count and partitions give the same images")
+    return parser
+
+
+def run(args, settings):
+    train_run = validate_name(args.generator_run, "--generator-run")
+    generator_uri = storage.join(run_dir(settings, train_run), "generator")
+    if not storage.open_storage(generator_uri, settings).exists(generator_uri):
+        raise StageError(f"run {train_run} has no exported generator at {generator_uri}; "
+                         "train it to the end first")
+    run_id = validate_name(args.run_id or new_run_id("generate"), "--run-id")
+    images_uri = storage.join(run_dir(settings, run_id), "images")
+    partitions = args.partitions or 2 * settings.executors
+    stage = StageRun("generate", run_id, parameters=vars(args),
+                     lineage={"generator_run": train_run, "generator": generator_uri})
+    with common.spark_stage(settings, stage, f"hdp-gan generate {run_id}") as spark:
+        counts = generation.partition_counts(args.count, partitions)
+        starts = [sum(counts[:p]) for p in range(partitions)]
+        seed = args.seed
+
+        def draw(partition, _rows):
+            return generation.generate_partition(partition, starts[partition], counts[partition],
+                                                 seed, generator_uri, images_uri, settings)
+
+        rows = spark.sparkContext.parallelize(range(partitions), partitions) \
+            .mapPartitionsWithIndex(draw)
+        schema = "image_id STRING, seed BIGINT, sample_index BIGINT, path STRING"
+        frame = spark.createDataFrame(rows, schema=schema)
+        from pyspark.sql import functions as F
+        frame = frame.withColumn("generator_run", F.lit(train_run)) \
+            .withColumn("run_id", F.lit(run_id))
+        tables.write_partitions(spark, settings, "generated", frame)
+        written = spark.sql(f"SELECT count(*) AS n FROM {tables.qualified(settings, 'generated')}"
+                            f" WHERE run_id = {tables.sql_string(run_id)}").first().n
+        if written != args.count:
+            raise StageError(f"generated {written} rows but {args.count} were asked for")
+        stage.counts = {"images": written, "partitions": partitions}
+        stage.outputs = {"images": images_uri, "table": tables.qualified(settings, "generated")}
+        stage.record(spark, settings)
+    return stage.summary()
+
+
+def main(argv=None):
+    return common.run_main(build_parser(), "generate", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

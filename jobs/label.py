@@ -1,0 +1,133 @@
+"""Label images with a TF Hub classifier into Hive and score how real generated images look.
+
+    spark-submit jobs/label.py --root /data/gan --generated generate-...      # a generate run
+    spark-submit jobs/label.py --root /data/gan --dataset fashion-mnist --split test
+    spark-submit jobs/label.py --root /data/gan --images hdfs:///photos --run-id photos-01
+
+For a generate run, also writes one row of quality scores against the real test split and a
+contact sheet of labelled images.
+"""
+
+import sys
+
+from gan_lib import inference, labelling, metrics, storage, tables
+from gan_lib.config import ConfigError, validate_name
+from gan_lib.runs import StageError, StageRun, new_run_id, run_dir
+from jobs import common
+from jobs.train_classifier import default_handle
+
+
+def build_parser():
+    parser = common.new_parser("label", __doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--generated", metavar="RUN_ID",
+                        help="label the images of this generate run (and score them)")
+    source.add_argument("--images", metavar="URI", help="label every image file in this folder")
+    source.add_argument("--split", help="label this split of --dataset (e.g. test)")
+    parser.add_argument("--dataset", default="fashion-mnist",
+                        help="dataset of --split, and the real images quality is scored against")
+    parser.add_argument("--classifier", default=None,
+                        help="TF Hub handle: a SavedModel folder (local, hdfs://, webhdfs://) or "
+                             "a hub URL (default: <root>/models/<dataset>-classifier)")
+    parser.add_argument("--top-k", type=common.positive_int, default=3,
+                        help="labels with scores kept per image")
+    return parser
+
+
+def run(args, settings):
+    handle = args.classifier or default_handle(settings, args.dataset)
+    try:
+        classifier = inference.check_classifier(handle, settings)
+    except inference.HandleError as error:
+        raise ConfigError(str(error)) from None
+    run_id, frame_source = _run_id(args)
+    stage = StageRun("label", run_id, parameters=vars(args),
+                     lineage={"classifier": handle, "source": frame_source})
+    staging = storage.join(run_dir(settings, run_id), "staging")
+    with common.spark_stage(settings, stage, f"hdp-gan label {run_id}") as spark:
+        frame, kind = _source_frame(spark, settings, args)
+        scored = labelling.score(spark, frame, kind, handle, settings,
+                                 storage.join(staging, "scored"), args.top_k)
+        stage.counts = labelling.write_labels(spark, settings, scored, run_id, classifier)
+        if stage.counts["labelled"] == 0:
+            raise StageError(f"no image could be labelled in {frame_source}")
+        sheet = labelling.contact_sheet_png(spark, settings, scored, frame)
+        stage.outputs = {"table": tables.qualified(settings, "labels")}
+        if sheet:
+            sheet_uri = storage.join(run_dir(settings, run_id), "contact_sheet.png")
+            storage.open_storage(sheet_uri, settings).write_bytes(sheet_uri, sheet)
+            stage.outputs["contact_sheet"] = sheet_uri
+        if args.generated:
+            stage.outputs["quality"] = _score_quality(spark, settings, args, scored, classifier,
+                                                      staging, run_id)
+        storage.open_storage(staging, settings).delete(staging)
+        stage.record(spark, settings)
+    return stage.summary()
+
+
+def _run_id(args):
+    if args.generated:
+        return validate_name(args.generated, "--generated"), f"generate run {args.generated}"
+    if args.split:
+        name = args.run_id or f"{args.dataset}-{args.split}"
+        return validate_name(name, "--run-id"), f"dataset {args.dataset} split {args.split}"
+    return validate_name(args.run_id or new_run_id("label"), "--run-id"), args.images
+
+
+def _source_frame(spark, settings, args):
+    if args.generated:
+        images = storage.join(run_dir(settings, args.generated), "images")
+        if not storage.open_storage(images, settings).exists(images):
+            raise ConfigError(f"--generated {args.generated}: no images at {images}")
+        return labelling.files_frame(spark, images), "files"
+    if args.images:
+        if not storage.open_storage(args.images, settings).exists(args.images):
+            raise ConfigError(f"--images {args.images} does not exist")
+        return labelling.files_frame(spark, args.images), "files"
+    return labelling.table_frame(spark, settings, args.dataset, args.split), "table"
+
+
+def _score_quality(spark, settings, args, scored, classifier, staging, run_id):
+    from pyspark.sql import functions as F
+    import datetime as dt
+
+    if classifier.features_fn is None:
+        return "skipped: the classifier has no feature signature"
+    real_frame = labelling.table_frame(spark, settings, args.dataset, "test")
+    real = labelling.score(spark, real_frame, "table", classifier.handle, settings,
+                           storage.join(staging, "real"), args.top_k)
+    fake_probabilities, fake_features = labelling.gather_vectors(scored)
+    real_probabilities, real_features = labelling.gather_vectors(real)
+    if len(real_probabilities) < 2:
+        raise StageError(f"dataset {args.dataset!r} has no test split to score against")
+    scores = metrics.quality_scores(fake_probabilities, fake_features, real_probabilities,
+                                    real_features, classifier.class_names)
+    row = {**scores, "generator_run": _generator_run(spark, settings, run_id),
+           "classifier_handle": classifier.handle,
+           "scored_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+           "run_id": run_id}
+    columns, partitions = tables.TABLES["quality"]
+    schema = ", ".join(f"`{name}` {kind}" for name, kind in columns + partitions)
+    frame = spark.createDataFrame([{name: row[name] for name, _ in columns + partitions}],
+                                  schema=schema)
+    tables.write_partitions(spark, settings, "quality", frame.withColumn(
+        "class_shares", F.col("class_shares")))
+    return {key: scores[key] for key in ("frechet_distance", "classifier_score",
+                                         "real_classifier_score", "kernel_distance",
+                                         "largest_class_share", "mode_collapse",
+                                         "mean_confidence")}
+
+
+def _generator_run(spark, settings, run_id):
+    row = spark.sql(f"SELECT first(generator_run) AS g FROM "
+                    f"{tables.qualified(settings, 'generated')} "
+                    f"WHERE run_id = {tables.sql_string(run_id)}").first()
+    return row.g if row else None
+
+
+def main(argv=None):
+    return common.run_main(build_parser(), "label", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

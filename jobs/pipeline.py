@@ -1,0 +1,125 @@
+"""Run every stage in order, each as its own process, as Oozie would.
+
+    hdp-gan pipeline --root /data/gan [--epochs 2] [--generate-count 1000]
+
+ingest (when raw/<dataset> is missing and the dataset is fashion-mnist) -> preprocess ->
+train -> train-classifier (when no classifier handle exists) -> generate -> label, then the
+run report when the report stage is installed. Each stage prints its JSON line; the
+pipeline chains run ids from them and ends with one JSON line of its own.
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+
+from gan_lib import datasets, storage
+from gan_lib.runs import StageError, new_run_id
+from jobs import common
+from jobs.train_classifier import default_handle
+
+logger = logging.getLogger("hdp_gan.pipeline")
+
+
+def build_parser():
+    parser = common.new_parser("pipeline", __doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="fashion-mnist", help="dataset name")
+    parser.add_argument("--data", default=None,
+                        help="a folder of images to use instead of Fashion-MNIST")
+    parser.add_argument("--image-size", type=common.positive_int, default=28,
+                        help="preprocess: output size")
+    parser.add_argument("--channels", type=int, default=1, help="preprocess: 1 or 3")
+    parser.add_argument("--ingest-limit", type=common.positive_int, default=None,
+                        help="ingest: first N images of each split only")
+    parser.add_argument("--epochs", type=common.positive_int, default=2, help="train: epochs")
+    parser.add_argument("--max-images", type=common.non_negative_int, default=0,
+                        help="train and train-classifier: first N images only (0: all)")
+    parser.add_argument("--classifier-epochs", type=common.positive_int, default=4,
+                        help="train-classifier: epochs")
+    parser.add_argument("--classifier", default=None,
+                        help="label: classifier handle (default: train one when missing)")
+    parser.add_argument("--generate-count", type=common.positive_int, default=1000,
+                        help="generate: images to draw")
+    return parser
+
+
+def _shared_args(args, settings) -> list[str]:
+    shared = ["--root", settings.root, "--database", settings.database,
+              "--executors", str(settings.executors),
+              "--executor-memory-mb", str(settings.executor_memory_mb),
+              "--log-level", settings.log_level]
+    for option, value in (("--master", args.master), ("--config", args.config),
+                          ("--metastore-uri", args.metastore_uri),
+                          ("--metastore-jdbc-url", args.metastore_jdbc_url)):
+        if value:
+            shared += [option, value]
+    return shared
+
+
+def run_stage(name: str, stage_args: list[str]) -> dict:
+    """Run one stage as a child process; return its JSON line or raise StageError."""
+    command = [sys.executable, "-m", "jobs.cli", name] + stage_args
+    logger.info("stage %s: starting", name)
+    started = time.monotonic()
+    process = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        raise StageError(f"stage {name} failed with exit code {process.returncode} (its error "
+                         "is printed above); fix it and rerun the pipeline")
+    summary = json.loads(lines[-1])
+    logger.info("stage %s: done in %.0f s: %s", name, time.monotonic() - started,
+                json.dumps(summary.get("counts", {})))
+    return summary
+
+
+def run(args, settings):
+    shared = _shared_args(args, settings)
+    pipeline_id = args.run_id or new_run_id("pipeline")
+    started = time.monotonic()
+    summaries = {}
+    source = args.data
+    if source is None:
+        raw = datasets.raw_dir(settings, args.dataset)
+        if not storage.open_storage(raw, settings).exists(raw):
+            ingest = ["--dataset", args.dataset]
+            if args.ingest_limit:
+                ingest += ["--limit", str(args.ingest_limit)]
+            summaries["ingest"] = run_stage("ingest", shared + ingest)
+        source = raw
+    summaries["preprocess"] = run_stage("preprocess", shared + [
+        "--dataset", args.dataset, "--input", source, "--image-size", str(args.image_size),
+        "--channels", str(args.channels)])
+    summaries["train"] = run_stage("train", shared + [
+        "--dataset", args.dataset, "--epochs", str(args.epochs),
+        "--max-images", str(args.max_images)])
+    handle = args.classifier or default_handle(settings, args.dataset)
+    if args.classifier is None and not storage.open_storage(handle, settings).exists(handle):
+        summaries["train-classifier"] = run_stage("train-classifier", shared + [
+            "--dataset", args.dataset, "--epochs", str(args.classifier_epochs)])
+    summaries["generate"] = run_stage("generate", shared + [
+        "--generator-run", summaries["train"]["run_id"], "--count", str(args.generate_count)])
+    summaries["label"] = run_stage("label", shared + [
+        "--generated", summaries["generate"]["run_id"], "--dataset", args.dataset,
+        "--classifier", handle])
+    if _has_report_stage():
+        summaries["report"] = run_stage("report", shared + [summaries["train"]["run_id"]])
+    return {"stage": "pipeline", "run_id": pipeline_id, "status": "succeeded",
+            "duration_s": round(time.monotonic() - started, 1),
+            "runs": {name: summary["run_id"] for name, summary in summaries.items()},
+            "counts": {name: summary.get("counts", {}) for name, summary in summaries.items()},
+            "outputs": {**summaries["train"]["outputs"], **summaries["label"]["outputs"]}}
+
+
+def _has_report_stage() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("jobs.report") is not None
+
+
+def main(argv=None):
+    return common.run_main(build_parser(), "pipeline", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

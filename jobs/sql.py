@@ -1,0 +1,54 @@
+"""Run a query against the project's Hive metastore and print the rows.
+
+    spark-submit jobs/sql.py --root /data/gan "SELECT label, count(*) FROM labels GROUP BY label"
+
+The project's database is the current one, so table names need no prefix. Rows are printed
+tab-separated with a header; --json prints one JSON object per row instead.
+"""
+
+import json
+import sys
+
+from gan_lib import session
+from gan_lib.config import validate_identifier
+from jobs import common
+
+
+def build_parser():
+    parser = common.new_parser("sql", __doc__.splitlines()[0])
+    parser.add_argument("query", help="the SQL statement")
+    parser.add_argument("--json", action="store_true", help="print rows as JSON lines")
+    parser.add_argument("--limit", type=common.positive_int, default=1000,
+                        help="print at most this many rows")
+    return parser
+
+
+def run(args, settings):
+    spark = session.build_session(settings, "hdp-gan sql")
+    try:
+        database = validate_identifier(settings.database, "--database")
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+        spark.sql(f"USE {database}")
+        result = spark.sql(args.query)
+        rows = result.limit(args.limit).collect()
+        if args.json:
+            for row in rows:
+                print(json.dumps(row.asDict(recursive=True), default=str))
+        else:
+            print("\t".join(result.columns))
+            for row in rows:
+                print("\t".join("NULL" if v is None else str(v) for v in row))
+        sys.stdout.flush()
+    finally:
+        spark.stop()
+    return None
+
+
+def main(argv=None):
+    parser = build_parser()
+    args, settings = common.parse(parser, argv, "sql")
+    return common.run_body(parser, lambda: run(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Train the DCGAN with TensorFlowOnSpark: one TensorFlow node per executor, in lock step.
+
+    spark-submit jobs/train_dcgan.py --root /data/gan --dataset fashion-mnist --epochs 2
+    spark-submit jobs/train_dcgan.py --root /data/gan --resume train-20260101T000000-ab12cd
+
+Outputs under runs/<run_id>/: checkpoints, sample grids per epoch, a GIF, the loss curve
+and the generator exported as a SavedModel.
+"""
+
+import argparse
+import sys
+
+from gan_lib import cluster, models, storage, tables, training
+from gan_lib.config import validate_name
+from gan_lib.runs import StageError, StageRun, new_run_id, run_dir
+from jobs import common
+
+
+def build_parser():
+    parser = common.new_parser("train", __doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="fashion-mnist", help="preprocessed dataset name")
+    parser.add_argument("--recipe", choices=sorted(models.RECIPES), default="dcgan",
+                        help="training recipe: dcgan (default) or the TF tutorial's settings")
+    parser.add_argument("--epochs", type=common.positive_int, default=2, help="epochs to train")
+    parser.add_argument("--batch-size", type=common.positive_int, default=None,
+                        help="global batch over all workers (default: the recipe's)")
+    parser.add_argument("--latent-dim", type=common.positive_int, default=100,
+                        help="size of the generator's noise vector")
+    parser.add_argument("--learning-rate", type=common.positive_float, default=None,
+                        help="Adam learning rate for both networks (default: the recipe's)")
+    parser.add_argument("--max-images", type=common.non_negative_int, default=0,
+                        help="train on the first N images only (0: the whole train split)")
+    parser.add_argument("--sample-count", type=common.positive_int, default=64,
+                        help="images in each epoch's sample grid")
+    parser.add_argument("--log-every", type=common.positive_int, default=50,
+                        help="log a training line every N steps")
+    parser.add_argument("--seed", type=common.non_negative_int, default=1234,
+                        help="seed for the data order and the sample noise")
+    parser.add_argument("--resume", metavar="RUN_ID", default=None,
+                        help="continue this run from its last checkpoint")
+    parser.add_argument("--timeout-minutes", type=common.positive_float, default=240,
+                        help="cancel training that has not finished after this long")
+    parser.add_argument("--fail-at-step", type=int, default=-1, help=argparse.SUPPRESS)
+    parser.add_argument("--inject-nan-at-step", type=int, default=-1, help=argparse.SUPPRESS)
+    return parser
+
+
+def run(args, settings):
+    run_id = validate_name(args.resume or args.run_id or new_run_id("train"), "--run-id")
+    run_uri = run_dir(settings, run_id)
+    store = storage.open_storage(run_uri, settings)
+    if args.resume and training.latest_checkpoint(store, run_uri)[0] is None:
+        raise StageError(f"--resume {run_id}: no checkpoint under {run_uri}")
+    options = training.TrainOptions(
+        run_id=run_id, run_uri=run_uri, dataset=validate_name(args.dataset, "--dataset"),
+        settings=settings, recipe=args.recipe, epochs=args.epochs,
+        batch_size=args.batch_size or 0, latent_dim=args.latent_dim,
+        learning_rate=args.learning_rate or 0.0, max_images=args.max_images,
+        sample_count=args.sample_count, log_every=args.log_every, seed=args.seed,
+        resume=bool(args.resume), fail_at_step=args.fail_at_step,
+        inject_nan_at_step=args.inject_nan_at_step, threads=settings.executor_cores)
+    stage = StageRun("train", run_id, parameters=training.options_dict(options),
+                     lineage={"dataset": args.dataset})
+    with common.spark_stage(settings, stage, f"hdp-gan train {run_id}", training=True) as spark:
+        stage.lineage["preprocess_runs"] = _preprocess_runs(spark, settings, args.dataset)
+        cluster.preflight(spark.sparkContext, settings.executors)
+        try:
+            cluster.run(spark.sparkContext, training.train_worker, options, settings.executors,
+                        args.timeout_minutes * 60)
+        finally:
+            _record_metrics(spark, settings, store, run_id, run_uri)
+        history = training.read_history(store, run_uri)
+        stage.counts = {"epochs": len(history), "steps": history[-1]["step"] if history else 0,
+                        "workers": settings.executors}
+        stage.outputs = {
+            "run_dir": run_uri, "generator": storage.join(run_uri, "generator"),
+            "samples": storage.join(run_uri, "samples"),
+            "gif": storage.join(run_uri, "samples", "progress.gif"),
+            "loss_curve": storage.join(run_uri, "loss_curve.png")}
+        stage.record(spark, settings)
+    return stage.summary()
+
+
+def _preprocess_runs(spark, settings, dataset):
+    rows = spark.sql(f"SELECT DISTINCT run_id FROM {tables.qualified(settings, 'images')} "
+                     f"WHERE dataset = {tables.sql_string(dataset)}").collect()
+    if not rows:
+        raise StageError(f"dataset {dataset!r} is not in {tables.qualified(settings, 'images')}; "
+                         "run hdp-gan preprocess first")
+    return sorted(row.run_id for row in rows)
+
+
+def _record_metrics(spark, settings, store, run_id, run_uri):
+    """Turn the run's metrics.jsonl into its partition of the training_metrics table."""
+    import datetime as dt
+    history = training.read_history(store, run_uri)
+    if not history:
+        return
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    columns, partitions = tables.TABLES["training_metrics"]
+    rows = [{**{name: row.get(name) for name, _ in columns}, "recorded_at": now,
+             "run_id": run_id} for row in history]
+    schema = ", ".join(f"`{name}` {kind}" for name, kind in columns + partitions)
+    tables.write_partitions(spark, settings, "training_metrics",
+                            spark.createDataFrame(rows, schema=schema))
+
+
+def main(argv=None):
+    return common.run_main(build_parser(), "train", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
