@@ -1,0 +1,63 @@
+"""Shared fixtures: running jobs as separate processes (as spark-submit and Oozie do), and a
+small real Fashion-MNIST root prepared once per test session."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclass
+class JobResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def summary(self) -> dict:
+        lines = [line for line in self.stdout.splitlines() if line.startswith("{")]
+        assert lines, f"no JSON line on stdout; stderr ends with:\n{self.stderr[-3000:]}"
+        return json.loads(lines[-1])
+
+    @property
+    def last_error_line(self) -> str:
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+
+def run_job(*args, timeout=900, env=None) -> JobResult:
+    """Run ``hdp-gan ARGS`` in a child process and capture its output."""
+    process = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *[str(a) for a in args]], cwd=REPO,
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return JobResult(process.returncode, process.stdout, process.stderr)
+
+
+@pytest.fixture(scope="session")
+def job():
+    return run_job
+
+
+@pytest.fixture(scope="session")
+def fashion_root(tmp_path_factory):
+    """A root with 600 real training and 300 test Fashion-MNIST images, preprocessed."""
+    if not FASHION_MNIST.exists():
+        pytest.fail("Fashion-MNIST is missing: scripts/test.sh installs the Debian package "
+                    "dataset-fashion-mnist")
+    root = tmp_path_factory.mktemp("fashion-root")
+    ingest = run_job("ingest", "--root", root, "--limit", 600)
+    assert ingest.code == 0, ingest.stderr[-3000:]
+    preprocess = run_job("preprocess", "--root", root)
+    assert preprocess.code == 0, preprocess.stderr[-3000:]
+    return root

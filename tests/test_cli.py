@@ -1,0 +1,60 @@
+"""The hdp-gan command: subcommands, help, and argument errors in one clear line."""
+
+import pytest
+
+from jobs import cli
+
+
+def test_every_subcommand_has_help_that_explains_its_options(job):
+    result = job("train", "--help")
+    assert result.code == 0
+    assert "--epochs" in result.stdout and "--root" in result.stdout
+
+
+def test_unknown_subcommand_is_one_line_with_exit_code_2(job):
+    result = job("bogus")
+    assert result.code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "unknown subcommand 'bogus'" in result.stderr
+
+
+@pytest.mark.parametrize("args, wanted", [
+    (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--epochs", "many"], "--epochs"),
+    (["generate"], "--generator-run"),
+    (["preprocess", "--image-size", "-3"], "--image-size"),
+])
+def test_bad_arguments_give_one_line_without_traceback(job, args, wanted):
+    result = job(*args)
+    assert result.code == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert wanted in result.stderr
+
+
+def test_missing_input_folder_fails_before_spark_with_one_line(job, tmp_path):
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "nowhere")
+    assert result.code == 2
+    assert "does not exist" in result.last_error_line
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
+def test_unsupported_channel_count_fails_before_spark(job, tmp_path):
+    (tmp_path / "images").mkdir()
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images",
+                 "--channels", "2")
+    assert result.code == 2
+    assert "--channels 2" in result.last_error_line
+
+
+def test_root_with_unknown_scheme_fails_in_one_line(job):
+    result = job("ingest", "--root", "s3://bucket/x")
+    assert result.code == 2
+    assert "s3" in result.last_error_line and "Traceback" not in result.stderr
+
+
+def test_usage_lists_every_subcommand():
+    text = cli.usage()
+    for name in cli.SUBCOMMANDS:
+        assert name in text

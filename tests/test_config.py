@@ -1,0 +1,71 @@
+"""Option validation: wrong values fail in one line that names them."""
+
+import pytest
+
+from gan_lib import config, storage
+from gan_lib.config import ConfigError, Settings
+
+
+def test_plain_path_root_becomes_absolute_file_uri(tmp_path):
+    assert Settings(root=str(tmp_path / "r")).root == (tmp_path / "r").as_uri()
+
+
+def test_unknown_root_scheme_is_refused():
+    with pytest.raises(ConfigError, match="s3"):
+        Settings(root="s3://bucket/gan")
+
+
+def test_root_with_parent_reference_is_refused():
+    with pytest.raises(ConfigError, match=r"\.\."):
+        Settings(root="hdfs://nn:8020/gan/../etc")
+
+
+@pytest.mark.parametrize("name", ["x; DROP TABLE labels", "../escape", "a/b", "", "-lead",
+                                  "name'quote"])
+def test_run_ids_that_could_reach_sql_or_escape_paths_are_refused(name):
+    with pytest.raises(ConfigError):
+        config.validate_name(name, "--run-id")
+
+
+@pytest.mark.parametrize("name", ["hdp_gan", "Gan2"])
+def test_valid_database_names_pass(name):
+    assert config.validate_identifier(name, "--database") == name
+
+
+@pytest.mark.parametrize("name", ["hdp-gan", "db; drop", "1db", "a.b"])
+def test_database_names_outside_sql_identifiers_are_refused(name):
+    with pytest.raises(ConfigError, match="--database"):
+        Settings(database=name)
+
+
+def test_credentials_are_removed_from_urls():
+    assert config.redact_url("http://alice:secret@nn:9870/x") == "http://***@nn:9870/x"
+
+
+def test_masked_settings_hide_secret_spark_options():
+    settings = Settings(extra_spark_conf={"spark.ssl.keyPassword": "hunter2",
+                                          "spark.executor.memory": "2g"})
+    masked = settings.masked()["extra_spark_conf"]
+    assert masked["spark.ssl.keyPassword"] == "***"
+    assert masked["spark.executor.memory"] == "2g"
+
+
+def test_config_file_sections_are_flattened(tmp_path):
+    path = tmp_path / "hdp-gan.toml"
+    path.write_text('database = "other"\n[train]\nepochs = 3\n[spark]\n"spark.x" = "1"\n')
+    values = config.load_file(str(path))
+    assert values["database"] == "other"
+    assert values["train.epochs"] == 3
+    assert config.settings_from(values).extra_spark_conf == {"spark.x": "1"}
+
+
+def test_malformed_config_file_is_a_config_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("epochs = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load_file(str(path))
+
+
+def test_storage_join_refuses_climbing_out_of_the_root():
+    with pytest.raises(ConfigError):
+        storage.join("file:///data/root", "runs", "../../etc")

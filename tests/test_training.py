@@ -1,0 +1,123 @@
+"""The training loop's pieces in one process: sharding, checkpoints, the divergence guard,
+the generator export."""
+
+import numpy as np
+import pytest
+
+from gan_lib import models, storage, training
+
+
+def test_nodes_get_disjoint_equal_shards_that_cover_the_data():
+    shards = [training.shard_indices(1000, rank, 2, epoch=3, seed=1) for rank in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 500
+    assert not set(shards[0]) & set(shards[1])
+    assert set(shards[0]) | set(shards[1]) == set(range(1000))
+
+
+def test_shuffle_order_changes_between_epochs():
+    first = training.shard_indices(100, 0, 1, epoch=0, seed=1)
+    second = training.shard_indices(100, 0, 1, epoch=1, seed=1)
+    assert not np.array_equal(first, second)
+
+
+def test_model_range_round_trips_to_uint8():
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+    assert np.array_equal(training.to_uint8(training.to_model_range(pixels)), pixels)
+
+
+@pytest.mark.parametrize("size, channels", [(28, 1), (32, 3), (64, 3)])
+def test_networks_have_the_requested_image_shape(size, channels):
+    recipe = models.RECIPES["dcgan"]
+    generator = models.build_generator(16, size, channels, recipe)
+    discriminator = models.build_discriminator(size, channels, recipe)
+    assert generator.output_shape == (None, size, size, channels)
+    assert discriminator.output_shape == (None, 1)
+
+
+def test_unsupported_image_size_names_the_supported_ones():
+    with pytest.raises(ValueError, match=r"\[28, 32, 64\]"):
+        models.build_generator(16, 48, 1, models.RECIPES["dcgan"])
+
+
+def _loop(tmp_path, **overrides):
+    """A one-node loop on random 28x28 images written as a dataset under tmp_path."""
+    import tensorflow as tf
+    from gan_lib.config import Settings
+
+    values = dict(epochs=1, batch_size=32, latent_dim=8, sample_count=6, log_every=1000,
+                  check_every=1, export=False)
+    values.update(overrides)
+    options = training.TrainOptions(
+        run_id="unit", run_uri=storage.join(Settings(root=str(tmp_path)).root, "runs", "unit"),
+        dataset="unit", settings=Settings(root=str(tmp_path)), **values)
+    images = np.random.default_rng(0).integers(0, 255, (128, 28, 28, 1), dtype=np.uint8)
+    loop = training._Loop.__new__(training._Loop)
+    loop.options, loop.rank, loop.nodes, loop.is_chief = options, 0, 1, True
+    loop.strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    loop.store = storage.open_storage(options.run_uri)
+    loop.images = images
+    loop.recipe = models.RECIPES["dcgan"]
+    loop.trainer = training.GanTrainer(loop.strategy, options, images.shape[1:], loop.recipe)
+    loop.steps_per_epoch = len(images) // loop.trainer.global_batch
+    loop.per_node_batch = loop.trainer.global_batch
+    loop.fixed_noise = np.zeros((6, 8), np.float32)
+    loop.progress = {"epoch": 0, "step": 0, "seed": 1, "rollbacks": 0,
+                     "learning_rate": loop.trainer.learning_rate}
+    loop.history = []
+    loop._remember_good_state()
+    return loop
+
+
+def test_non_finite_loss_rolls_back_and_halves_the_learning_rate(tmp_path):
+    loop = _loop(tmp_path, inject_nan_at_step=2)
+    rate = loop.trainer.learning_rate
+    before = loop.trainer.state()["generator/0000"].copy()
+    assert loop._train_epoch(0.0, 4, 0) is None
+    assert loop.progress["rollbacks"] == 1
+    assert loop.trainer.learning_rate == pytest.approx(rate / 2)
+    assert np.array_equal(loop.trainer.state()["generator/0000"], before)
+    assert loop.progress["step"] == 0
+
+
+def test_training_stops_with_a_message_after_the_last_roll_back(tmp_path):
+    loop = _loop(tmp_path, inject_nan_at_step=1, max_rollbacks=0)
+    with pytest.raises(training.TrainingDiverged, match="non-finite"):
+        loop._train_epoch(0.0, 4, 0)
+
+
+def test_checkpoint_restores_networks_optimisers_and_progress(tmp_path):
+    loop = _loop(tmp_path)
+    loop.run()
+    uri, progress = training.latest_checkpoint(loop.store, loop.options.run_uri)
+    assert progress["epoch"] == 1 and progress["step"] == 4
+    saved = loop.trainer.state()
+    fresh = _loop(tmp_path)
+    arrays, progress, history, noise = training._read_checkpoint(loop.store.read_bytes(uri))
+    fresh.trainer.load_state(arrays)
+    restored = fresh.trainer.state()
+    assert set(saved) == set(restored)
+    assert all(np.array_equal(saved[key], restored[key]) for key in saved)
+    assert any(key.startswith("g_optimizer/") for key in saved)
+    assert len(history) == 1 and noise.shape == (6, 8)
+
+
+def test_each_epoch_writes_a_sample_grid_and_the_run_a_gif_and_loss_curve(tmp_path):
+    loop = _loop(tmp_path, epochs=2)
+    loop.run()
+    run = storage.local_path(loop.options.run_uri)
+    assert (run / "samples" / "epoch-0001.png").exists()
+    assert (run / "samples" / "epoch-0002.png").exists()
+    assert (run / "samples" / "progress.gif").exists()
+    assert (run / "loss_curve.png").exists()
+    assert len(training.read_history(loop.store, loop.options.run_uri)) == 2
+
+
+def test_exported_generator_opens_with_hub_load_and_returns_uint8_images(tmp_path):
+    import tensorflow as tf
+    import tensorflow_hub as hub
+
+    loop = _loop(tmp_path)
+    training.export_generator(loop.trainer, loop.options, loop.store)
+    module = hub.load(str(storage.local_path(loop.options.run_uri) / "generator"))
+    images = module.signatures["serving_default"](noise=tf.zeros((3, 8)))["images"]
+    assert images.dtype == tf.uint8 and tuple(images.shape) == (3, 28, 28, 1)
