@@ -15,14 +15,20 @@ up to three days, and it ends the driver with ``sys.exit``. This module wraps it
   once (``spark.task.maxFailures=1``), Spark kills the other tasks, and the worker's own
   error message is raised on the driver as a StageError. A run that exceeds its time limit
   is cancelled the same way.
-* The reservation server binds to the driver's address only (not every interface) and stops
-  as soon as the nodes have registered; nodes report the address in ``SPARK_LOCAL_IP``.
+* The reservation server is narrowed (see ``_patch_library``): it binds to the driver's
+  address only, not every interface; it decodes messages with an unpickler that refuses every
+  class and function (the messages are plain dicts, lists, strings, numbers and bytes), so a
+  crafted message cannot run code; it refuses messages over 1 MiB; and it stops as soon as
+  every node has fetched the cluster description, instead of living as long as the job.
 """
 
+import io
 import logging
 import os
+import pickle
 import re
 import socket
+import struct
 import threading
 import time
 
@@ -32,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 EXECUTOR_WAIT_S = 120
 POLL_S = 1.0
+MAX_MESSAGE_BYTES = 1 << 20
 
 
 def registered_executors(sc) -> int:
@@ -83,16 +90,46 @@ def _node_address() -> str:
     return os.environ.get("SPARK_LOCAL_IP") or socket.gethostbyname(socket.getfqdn())
 
 
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles plain data only: any class or function reference is refused."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refused {module}.{name}: the reservation protocol "
+                                     "carries plain data only")
+
+
+def _receive_plain_message(self, sock):
+    """Read one length-prefixed message, bounded in size, decoded as plain data only."""
+    header = b""
+    while len(header) < 4:
+        chunk = sock.recv(4 - len(header))
+        if not chunk:
+            raise ConnectionError("socket closed")
+        header += chunk
+    length = struct.unpack(">I", header)[0]
+    if length > MAX_MESSAGE_BYTES:
+        raise ConnectionError(f"refused a {length}-byte reservation message (limit "
+                              f"{MAX_MESSAGE_BYTES})")
+    data = bytearray()
+    while len(data) < length:
+        chunk = sock.recv(min(65536, length - len(data)))
+        if not chunk:
+            raise ConnectionError("socket closed")
+        data += chunk
+    return _PlainDataUnpickler(io.BytesIO(bytes(data))).load()
+
+
 def _patch_library():
-    """Narrow what TensorFlowOnSpark exposes: bind its reservation server to one address,
-    and let nodes announce their address without probing a public one."""
+    """Narrow what TensorFlowOnSpark exposes (see the module's docstring)."""
     from tensorflowonspark import TFSparkNode, reservation, util
 
     util.get_ip_address = _node_address
+    reservation.MessageSocket.receive = _receive_plain_message
     if getattr(reservation.Server, "_hdp_gan_patched", False):
         return
 
     original_run = TFSparkNode.run
+    original_handle = reservation.Server._handle_message
 
     def run_with_address(*args, **kwargs):
         node_main = original_run(*args, **kwargs)
@@ -110,15 +147,38 @@ def _patch_library():
         server_socket.listen(10)
         return server_socket
 
+    def handle_message(self, sock, message):
+        original_handle(self, sock, message)
+        if message.get("type") == "QINFO" and self.reservations.done():
+            self.descriptions_served = getattr(self, "descriptions_served", 0) + 1
+
     TFSparkNode.run = run_with_address
     reservation.Server.start_listening_socket = start_listening_socket
+    reservation.Server._handle_message = handle_message
     reservation.Server._hdp_gan_patched = True
+
+
+def _stop_reservations_when_served(server, address, nodes: int, timeout_s: float = 120):
+    """Stop the reservation server once every node has fetched the cluster description."""
+    def wait_then_stop():
+        deadline = time.monotonic() + timeout_s
+        while (getattr(server, "descriptions_served", 0) < nodes
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        server.stop()
+        try:  # wake the listener so that it closes its socket now, not at its next poll
+            socket.create_connection(tuple(address), timeout=5).close()
+        except OSError:
+            pass
+        logger.info("reservation server stopped")
+    threading.Thread(target=wait_then_stop, daemon=True).start()
 
 
 def patch_executor():
     """Runs on each executor before its node starts."""
-    from tensorflowonspark import util
+    from tensorflowonspark import reservation, util
     util.get_ip_address = _node_address
+    reservation.MessageSocket.receive = _receive_plain_message
 
 
 def run(sc, main_fn, options, nodes: int, timeout_s: float) -> None:
@@ -140,7 +200,7 @@ def run(sc, main_fn, options, nodes: int, timeout_s: float) -> None:
     except SystemExit:
         raise StageError(_failure_message(TFCluster.tf_status.get("error", "")) or
                          "the TensorFlow nodes did not all start") from None
-    cluster.server.stop()  # every node has registered: nothing more may connect
+    _stop_reservations_when_served(cluster.server, cluster.cluster_meta["server_addr"], nodes)
     logger.info("TensorFlow cluster of %d nodes started in %.0f s", nodes,
                 time.monotonic() - started)
     try:
@@ -188,7 +248,8 @@ def _stop_node_managers(sc, cluster, TFSparkNode) -> None:
         logger.warning("stopping the TensorFlow node managers took over 60 s; cancelled")
 
 
-_PYTHON_ERROR = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Diverged|Exit)\b.*)$")
+_PYTHON_ERROR = re.compile(
+    r"^\s*(([A-Za-z_][\w.]*)?(Error|Exception|Diverged|Exit|Interrupt))(: .*)?$")
 
 
 def _failure_message(text: str) -> str:

@@ -65,6 +65,10 @@ class TrainOptions:
     export: bool = True
     extra: dict = field(default_factory=dict)
 
+    def __contains__(self, name: str) -> bool:
+        """TensorFlowOnSpark probes its arguments with ``in`` (as with argparse namespaces)."""
+        return hasattr(self, name)
+
 
 class TrainingDiverged(RuntimeError):
     pass
