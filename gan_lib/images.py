@@ -184,7 +184,7 @@ def decode_image(data: bytes, settings: DecodeSettings) -> np.ndarray:
                                             f"formats or remove it from the input")
 
     with warnings.catch_warnings():
-        pass
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         warnings.filterwarnings("ignore", module=r"PIL\.")
         image = _read_first_frame(data, image_format, settings)
         return _to_square_pixels(_to_eight_bit(image, settings), settings)

@@ -167,6 +167,23 @@ def test_image_with_short_side_under_min_size_is_rejected_as_too_small():
     assert "40x5" in refused.detail
 
 
+@pytest.mark.parametrize("image_format", FORMATS)
+def test_damaged_files_are_either_decoded_or_rejected_never_crash(image_format):
+    rng = np.random.default_rng(7)
+    original = image_bytes(noise_image(width=40, height=30), image_format)
+    for _ in range(40):
+        damaged = bytearray(original)
+        for position in rng.integers(0, len(damaged), size=4):
+            damaged[position] = rng.integers(0, 256)
+        damaged = damaged[:rng.integers(len(damaged) // 2, len(damaged) + 1)]
+        try:
+            pixels = decode_image(bytes(damaged), DecodeSettings())
+        except ImageRejected as refused:
+            assert refused.reason in REJECT_REASONS
+        else:
+            assert pixels.shape == (28, 28, 1)
+
+
 def test_rejection_reasons_are_all_explained():
     reasons = {"empty", "not_an_image", "truncated", "corrupt", "too_large", "too_small",
                "unsupported_mode"}
