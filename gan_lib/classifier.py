@@ -43,12 +43,28 @@ def train(train_images, train_labels, test_images, test_labels, num_classes: int
                     metrics=["accuracy"])
     started = time.monotonic()
     trainer.fit(train_images.astype(np.float32) / 255.0, train_labels, epochs=epochs,
-                batch_size=batch_size, verbose=2, shuffle=True)
+                batch_size=batch_size, verbose=0, shuffle=True, callbacks=[_EpochLog(epochs)])
     _, accuracy = trainer.evaluate(test_images.astype(np.float32) / 255.0, test_labels,
                                    batch_size=512, verbose=0)
     logger.info("classifier trained in %.0f s: test accuracy %.4f on %d images",
                 time.monotonic() - started, accuracy, len(test_images))
     return model, float(accuracy)
+
+
+def _EpochLog(epochs):
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        """One log line per epoch (Keras' own progress goes to standard output, which is
+        kept for the stage's JSON line)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            logger.info("classifier epoch %d/%d: loss %.4f, train accuracy %.4f", epoch + 1,
+                        epochs, logs.get("loss", float("nan")),
+                        logs.get("accuracy", float("nan")))
+
+    return EpochLog()
 
 
 def export(model, class_names, destination: str, version: str, accuracy: float,

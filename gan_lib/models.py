@@ -68,7 +68,7 @@ def build_generator(latent_dim: int, image_size: int, channels: int, recipe: Rec
     filters = width * 2 ** (upsamplings - 1)
     noise = keras.Input((latent_dim,), name="noise")
     x = layers.Dense(start * start * filters, use_bias=False, kernel_initializer=init)(noise)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.Reshape((start, start, filters))(x)
     # state: start x start x (width * 2^(upsamplings-1)), e.g. 7 x 7 x 128 for 28x28
@@ -76,7 +76,7 @@ def build_generator(latent_dim: int, image_size: int, channels: int, recipe: Rec
         filters //= 2
         x = layers.Conv2DTranspose(filters, recipe.kernel_size, strides=2, padding="same",
                                    use_bias=False, kernel_initializer=init)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.ReLU()(x)
         # state: doubled side x filters, e.g. 14 x 14 x 64 for 28x28
     images = layers.Conv2DTranspose(channels, recipe.kernel_size, strides=2, padding="same",
@@ -105,7 +105,7 @@ def build_discriminator(image_size: int, channels: int, recipe: Recipe, width: i
         filters *= 2
         x = layers.Conv2D(filters, recipe.kernel_size, strides=2, padding="same",
                           use_bias=False, kernel_initializer=init)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.LeakyReLU(0.2)(x)
         # state: halved side x filters, e.g. 7 x 7 x 128 for 28x28
     x = layers.Flatten()(x)
@@ -161,7 +161,6 @@ def build_classifier(image_size: int, channels: int, num_classes: int):
     x = images
     for filters in (32, 64):
         x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = layers.BatchNormalization()(x)
         x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
         x = layers.MaxPooling2D()(x)
         x = layers.Dropout(0.25)(x)

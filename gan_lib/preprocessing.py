@@ -156,8 +156,10 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
     decoded = files.mapInArrow(
         lambda batches: decode_batches(batches, input_uri, decode, test_percent),
         DECODED_SCHEMA)
+    logger.info("decoding the files under %s", options.input_uri)
     decoded.write.mode("overwrite").parquet(staging)
     decoded = spark.read.parquet(staging)
+    logger.info("decoded; writing the dataset %s", options.dataset)
 
     accepted = decoded.where(F.col("status") == "accepted")
     first = Window.partitionBy("image_id").orderBy("path")
@@ -178,6 +180,7 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
         "path", "reason", "detail", "size_bytes", "detected_format",
         F.lit(run.run_id).alias("run_id"), F.lit(options.dataset).alias("dataset"))
     tables.write_partitions(spark, settings, "rejects", rejects)
+    logger.info("dataset and rejects written; reconciling the counts")
 
     counts = _reconcile(decoded, options.dataset, spark, settings)
     counts["labels"] = len(names)
