@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 from gan_lib import storage, tables
 from gan_lib.config import ConfigError, Settings, validate_name
 from gan_lib.datasets import pixel_id
-from gan_lib.images import DecodeSettings, ImageRejected, decode_image, detect_format
+from gan_lib.images import (REJECT_REASONS, DecodeSettings, ImageRejected, decode_image,
+                            detect_format)
 from gan_lib.runs import StageError, StageRun, run_dir
 
 logger = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
         DECODED_SCHEMA)
     logger.info("decoding the files under %s", options.input_uri)
     decoded.write.mode("overwrite").parquet(staging)
+    _stage_skipped_files(spark, files.inputFiles(), staging)
     decoded = spark.read.parquet(staging)
     logger.info("decoded; writing the dataset %s", options.dataset)
 
@@ -187,6 +189,30 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
     storage.open_storage(staging, settings).delete(storage.join(run_dir(settings, run.run_id),
                                                                 "staging"))
     return counts
+
+
+def _stage_skipped_files(spark, listed: list[str], staging: str) -> None:
+    """Spark's file sources skip zero-byte files without a word; every listed file that did
+    not come through is added to the staged rows as rejected, so that nothing is lost."""
+    from pyspark.sql import functions as F
+
+    paths = spark.createDataFrame([(spark_path(p),) for p in listed], "path STRING")
+    skipped = paths.join(spark.read.parquet(staging).select("path"), "path", "left_anti")
+    rows = skipped.select(
+        "path", F.lit("rejected").alias("status"),
+        *[F.lit(None).cast(kind).alias(name) for name, kind in (
+            ("image_id", "string"), ("label", "string"), ("split", "string"),
+            ("height", "int"), ("width", "int"), ("channels", "int"), ("pixels", "binary"))],
+        F.lit("empty").alias("reason"),
+        F.lit(REJECT_REASONS["empty"]).alias("detail"),
+        F.lit(0).cast("bigint").alias("size_bytes"),
+        F.lit(None).cast("string").alias("detected_format"))
+    rows.write.mode("append").parquet(staging)
+
+
+def spark_path(uri: str) -> str:
+    """A path as Spark's file sources print it (``file:/x`` rather than ``file:///x``)."""
+    return "file:/" + uri[len("file:///"):] if uri.startswith("file:///") else uri
 
 
 def _reconcile(decoded, dataset: str, spark, settings: Settings) -> dict:

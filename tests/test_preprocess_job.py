@@ -1,0 +1,164 @@
+"""The preprocessing job end to end on a folder of good and bad files: nothing lost."""
+
+import io
+import json
+
+import numpy as np
+import pyarrow.parquet as parquet
+import pytest
+from PIL import Image
+
+from gan_lib import datasets
+
+BAD_FILES = {
+    "zero-byte.png": ("empty", lambda: b""),
+    "truncated.png": ("truncated", lambda: _png(40, 40)[:-60]),
+    "not-an-image.png": ("not_an_image", lambda: b"this is a text file, not a picture\n" * 4),
+    "bomb.png": ("too_large", lambda: _png(400, 300)),
+    "tiny.png": ("too_small", lambda: _png(4, 4)),
+}
+
+
+def _png(width, height, colour=128, mode="L"):
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _jpeg(width, height, colour=(200, 30, 30)):
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def _real_images(count):
+    images, labels = datasets.load_fashion_mnist(split="test")
+    return images[:count], labels[:count]
+
+
+@pytest.fixture(scope="module")
+def messy_folder(tmp_path_factory):
+    """Real Fashion-MNIST images in label folders (no split folders), one exact duplicate
+    under another name, one RGB JPEG, and one file of every bad kind."""
+    folder = tmp_path_factory.mktemp("messy")
+    images, labels = _real_images(40)
+    for index, (image, label) in enumerate(zip(images, labels)):
+        target = folder / datasets.FASHION_MNIST_CLASSES[label]
+        target.mkdir(exist_ok=True)
+        Image.fromarray(image).save(target / f"{index}.png")
+    (folder / "bag" / "copy-of-0.png").write_bytes(
+        (folder / datasets.FASHION_MNIST_CLASSES[labels[0]] / "0.png").read_bytes())
+    (folder / "coat" / "colour.jpg").write_bytes(_jpeg(90, 60))
+    (folder / "bad").mkdir()
+    for name, (_, make) in BAD_FILES.items():
+        (folder / "bad" / name).write_bytes(make())
+    return folder
+
+
+def _read_partition(root, table, **partition):
+    location = root / "warehouse" / "hdp_gan.db" / table
+    for key, value in partition.items():
+        location = location / f"{key}={value}"
+    files = [p for p in location.rglob("*.parquet") if not p.name.startswith((".", "_"))]
+    return parquet.read_table(files).to_pylist() if files else []
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, messy_folder, job):
+    root = tmp_path_factory.mktemp("preprocess-root")
+    result = job("preprocess", "--root", root, "--input", messy_folder, "--dataset", "messy",
+                 "--max-pixels", "100000", "--test-percent", "25")
+    assert result.code == 0, result.stderr[-3000:]
+    return root, result.summary
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_file_is_quarantined_with_its_reason(first_run, name):
+    root, _ = first_run
+    rejects = {row["path"].rsplit("/", 1)[-1]: row
+               for row in _read_partition(root, "rejects", dataset="messy")}
+    assert rejects[name]["reason"] == BAD_FILES[name][0]
+    assert rejects[name]["detail"]
+
+
+def test_counts_reconcile_files_seen_with_accepted_rejected_and_duplicates(first_run):
+    _, summary = first_run
+    counts = summary["counts"]
+    assert counts["files_seen"] == 40 + 1 + 1 + len(BAD_FILES)
+    assert counts["rejected"] == len(BAD_FILES)
+    assert counts["duplicates"] == 1
+    assert counts["accepted"] == 41
+    assert counts["files_seen"] == counts["accepted"] + counts["rejected"] + counts["duplicates"]
+
+
+def test_duplicate_contents_are_stored_once(first_run):
+    root, _ = first_run
+    rows = _read_partition(root, "images", dataset="messy")
+    ids = [row["image_id"] for row in rows]
+    assert len(ids) == len(set(ids)) == 41
+
+
+def test_labels_come_from_folder_names_and_split_from_the_content_hash(first_run):
+    root, summary = first_run
+    rows = (_read_partition(root, "images", dataset="messy", split="train")
+            + _read_partition(root, "images", dataset="messy", split="test"))
+    for row in rows:
+        assert row["label"] == row["source_path"].rsplit("/", 2)[-2]
+    for row in _read_partition(root, "images", dataset="messy", split="test"):
+        assert int(row["image_id"][:8], 16) % 100 < 25
+    assert set(summary["counts"]["per_split"]) == {"train", "test"}
+
+
+def test_rgb_input_becomes_grayscale_of_the_requested_size(first_run):
+    root, _ = first_run
+    rows = _read_partition(root, "images", dataset="messy", split="train") + \
+        _read_partition(root, "images", dataset="messy", split="test")
+    colour = [row for row in rows if row["source_path"].endswith("colour.jpg")][0]
+    assert (colour["height"], colour["width"], colour["channels"]) == (28, 28, 1)
+    assert len(colour["pixels"]) == 28 * 28
+
+
+def test_rerun_gives_the_same_dataset_without_duplicate_rows(first_run, messy_folder, job):
+    root, summary = first_run
+    before = sorted(row["image_id"] for row in _read_partition(root, "images", dataset="messy"))
+    again = job("preprocess", "--root", root, "--input", messy_folder, "--dataset", "messy",
+                "--max-pixels", "100000", "--test-percent", "25")
+    assert again.code == 0, again.stderr[-2000:]
+    after = sorted(row["image_id"] for row in _read_partition(root, "images", dataset="messy"))
+    assert before == after
+    assert len(_read_partition(root, "rejects", dataset="messy")) == len(BAD_FILES)
+    assert again.summary["counts"] == summary["counts"]
+
+
+def test_the_run_row_in_hive_holds_the_reconciled_counts(first_run, job):
+    root, summary = first_run
+    result = job("sql", "--root", root, "--json",
+                 f"SELECT counts FROM runs WHERE run_id = '{summary['run_id']}'")
+    assert result.code == 0, result.stderr[-2000:]
+    counts = json.loads(json.loads(result.stdout.strip().splitlines()[-1])["counts"])
+    assert counts["files_seen"] == summary["counts"]["files_seen"]
+
+
+def test_rgb_dataset_has_64_by_64_by_3_pixels(tmp_path, job):
+    folder = tmp_path / "faces" / "person"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(6):
+        pixels = rng.integers(0, 255, (218, 178, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index}.jpg", quality=90)
+    root = tmp_path / "root"
+    result = job("preprocess", "--root", root, "--input", tmp_path / "faces", "--dataset",
+                 "faces", "--image-size", "64", "--channels", "3", "--test-percent", "0")
+    assert result.code == 0, result.stderr[-2000:]
+    rows = _read_partition(root, "images", dataset="faces", split="train")
+    assert len(rows) == 6
+    assert {(r["height"], r["width"], r["channels"]) for r in rows} == {(64, 64, 3)}
+    assert all(len(r["pixels"]) == 64 * 64 * 3 for r in rows)
+
+
+def test_folder_without_files_fails_before_any_spark_work(tmp_path, job):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "empty")
+    assert result.code == 2
+    assert "holds no files" in result.last_error_line
+    assert not (tmp_path / "root" / "_local").exists()
