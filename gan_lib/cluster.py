@@ -36,7 +36,7 @@ from gan_lib.runs import StageError
 
 logger = logging.getLogger(__name__)
 
-EXECUTOR_WAIT_S = 120
+EXECUTOR_WAIT_S = float(os.environ.get("HDP_GAN_EXECUTOR_WAIT_S", "120"))
 POLL_S = 1.0
 MAX_MESSAGE_BYTES = 1 << 20
 
@@ -181,11 +181,12 @@ def patch_executor():
     reservation.MessageSocket.receive = _receive_plain_message
 
 
-def run(sc, main_fn, options, nodes: int, timeout_s: float) -> None:
+def run(sc, main_fn, options, nodes: int, timeout_s: float, progress=None) -> None:
     """Start ``nodes`` TensorFlow nodes running ``main_fn(options, ctx)`` and wait for them.
 
     Returns when every node finished; raises StageError with the failing node's own message
-    when one fails, an executor is lost, or ``timeout_s`` passes.
+    when one fails, an executor is lost, or ``timeout_s`` passes. ``progress``, when given, is
+    called every few seconds while the nodes run.
     """
     from tensorflowonspark import TFCluster, TFSparkNode
 
@@ -204,16 +205,20 @@ def run(sc, main_fn, options, nodes: int, timeout_s: float) -> None:
     logger.info("TensorFlow cluster of %d nodes started in %.0f s", nodes,
                 time.monotonic() - started)
     try:
-        _supervise(sc, TFCluster.tf_status, started, timeout_s)
+        _supervise(sc, TFCluster.tf_status, started, timeout_s, progress)
     except StageError:
         sc.cancelAllJobs()
         raise
     _stop_node_managers(sc, cluster, TFSparkNode)
 
 
-def _supervise(sc, status: dict, started: float, timeout_s: float) -> None:
+def _supervise(sc, status: dict, started: float, timeout_s: float, progress=None) -> None:
     tracker = sc.statusTracker()
+    polls = 0
     while True:
+        polls += 1
+        if progress and polls % 5 == 0:
+            progress()
         if "error" in status:
             raise StageError(_failure_message(status["error"]))
         if not tracker.getActiveJobsIds():

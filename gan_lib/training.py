@@ -294,8 +294,18 @@ class _Loop:
             self._remember_good_state()
             if self.is_chief:
                 self._write_epoch_outputs(epoch_row)
+        self._write_node_report()
         if self.is_chief:
             self._write_final_outputs()
+
+    def _write_node_report(self):
+        """Each node's final step count and weight fingerprint: equal on every node when
+        the nodes trained in lock step."""
+        from gan_lib import storage
+        report = {"rank": self.rank, "nodes": self.nodes, "step": self.progress["step"],
+                  "generator_checksum": weights_checksum(self.trainer)}
+        self.store.write_text(storage.join(self.options.run_uri, "nodes",
+                                           f"rank-{self.rank}.json"), json.dumps(report))
 
     def _epoch_batches(self, epoch):
         indices = shard_indices(len(self.images), self.rank, self.nodes, epoch,
@@ -368,10 +378,16 @@ class _Loop:
         elapsed = time.monotonic() - clock
         rate = done * self.trainer.global_batch / max(elapsed, 1e-9)
         left = (total_steps - done) * elapsed / max(done, 1)
-        logger.info("epoch %d/%d step %d/%d  D loss %.3f  G loss %.3f  D(x) %.3f  D(G(z)) %.3f"
-                    "  %.0f images/s  about %s left", epoch + 1, self.options.epochs, index,
-                    self.steps_per_epoch, values[0], values[1], values[2], values[3], rate,
-                    _duration(left))
+        line = (f"epoch {epoch + 1}/{self.options.epochs} step {index}/{self.steps_per_epoch}  "
+                f"D loss {values[0]:.3f}  G loss {values[1]:.3f}  D(x) {values[2]:.3f}  "
+                f"D(G(z)) {values[3]:.3f}  {rate:.0f} images/s  about {_duration(left)} left")
+        logger.info(line)
+        self._publish_progress(line)
+
+    def _publish_progress(self, line):
+        """The latest progress line, for the driver to echo (executor logs are far away)."""
+        from gan_lib import storage
+        self.store.write_text(storage.join(self.options.run_uri, "progress.txt"), line)
 
     def _write_epoch_outputs(self, row):
         from gan_lib import storage, visuals
@@ -390,10 +406,11 @@ class _Loop:
         self.store.write_text(storage.join(options.run_uri, "metrics.jsonl"),
                               "".join(json.dumps(_plain(r)) + "\n" for r in self.history))
         _prune_checkpoints(self.store, options.run_uri, keep=3)
-        logger.info("epoch %d done in %.0f s: D loss %.3f, G loss %.3f, D(x) %.3f, "
-                    "D(G(z)) %.3f, %.0f images/s; checkpoint %s", epoch, row["duration_s"],
-                    row["d_loss"], row["g_loss"], row["d_real"], row["d_fake"],
-                    row["images_per_second"], name)
+        line = (f"epoch {epoch} done in {row['duration_s']:.0f} s: D loss {row['d_loss']:.3f}, "
+                f"G loss {row['g_loss']:.3f}, D(x) {row['d_real']:.3f}, D(G(z)) "
+                f"{row['d_fake']:.3f}, {row['images_per_second']:.0f} images/s; checkpoint {name}")
+        logger.info(line)
+        self._publish_progress(line)
 
     def _write_final_outputs(self):
         from gan_lib import storage, visuals
@@ -413,8 +430,6 @@ class _Loop:
                                    [_plain(r) for r in self.history])))
         if options.export:
             export_generator(self.trainer, options, self.store)
-        self.store.write_text(storage.join(options.run_uri, "weights_checksum.txt"),
-                              weights_checksum(self.trainer))
 
 
 def weights_checksum(trainer: GanTrainer) -> str:
@@ -486,6 +501,23 @@ def _plain(row: dict) -> dict:
 def _duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def progress_reporter(store, run_uri: str):
+    """A function that logs the chief's latest progress line on the driver when it changes."""
+    from gan_lib import storage
+    path = storage.join(run_uri, "progress.txt")
+    last = {"line": None}
+
+    def report():
+        try:
+            line = store.read_text(path) if store.exists(path) else None
+        except Exception:  # progress is a courtesy: never let it fail training
+            return
+        if line and line != last["line"]:
+            last["line"] = line
+            logger.info("%s", line)
+    return report
 
 
 def read_history(store, run_uri: str) -> list[dict]:

@@ -126,7 +126,8 @@ def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", force=True)
-    for noisy in ("py4j", "tensorflow", "absl", "urllib3", "PIL"):
+    # tensorflowonspark logs each node's manager authentication key at INFO: keep it quiet
+    for noisy in ("py4j", "tensorflow", "absl", "urllib3", "PIL", "tensorflowonspark"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -66,7 +66,7 @@ def run(args, settings):
         cluster.preflight(spark.sparkContext, settings.executors)
         try:
             cluster.run(spark.sparkContext, training.train_worker, options, settings.executors,
-                        args.timeout_minutes * 60)
+                        args.timeout_minutes * 60, training.progress_reporter(store, run_uri))
         finally:
             _record_metrics(spark, settings, store, run_id, run_uri)
         history = training.read_history(store, run_uri)

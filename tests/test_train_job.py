@@ -1,0 +1,105 @@
+"""Distributed training with TensorFlowOnSpark: two workers in separate executor JVMs
+(local-cluster), on real Fashion-MNIST images."""
+
+import json
+import subprocess
+import time
+
+import pyarrow.parquet as parquet
+import pytest
+
+TRAIN_ARGS = ["--max-images", "512", "--batch-size", "64", "--log-every", "4",
+              "--sample-count", "10"]
+
+
+def _run_folder(root, run_id):
+    return root / "runs" / run_id
+
+
+@pytest.fixture(scope="module")
+def trained(fashion_root, job):
+    result = job("train", "--root", fashion_root, "--epochs", "2", *TRAIN_ARGS)
+    assert result.code == 0, result.stderr[-4000:]
+    return fashion_root, result.summary
+
+
+def test_both_workers_step_in_lock_step_to_identical_weights(trained):
+    root, summary = trained
+    nodes = [json.loads(p.read_text()) for p in
+             sorted((_run_folder(root, summary["run_id"]) / "nodes").glob("rank-*.json"))]
+    assert [node["rank"] for node in nodes] == [0, 1]
+    assert nodes[0]["step"] == nodes[1]["step"] == 16
+    assert nodes[0]["generator_checksum"] == nodes[1]["generator_checksum"]
+
+
+def test_each_epoch_leaves_a_sample_grid_checkpoint_and_metrics_row(trained):
+    root, summary = trained
+    run = _run_folder(root, summary["run_id"])
+    assert sorted(p.name for p in (run / "samples").glob("epoch-*.png")) == [
+        "epoch-0001.png", "epoch-0002.png"]
+    assert (run / "samples" / "progress.gif").stat().st_size > 0
+    assert (run / "loss_curve.png").stat().st_size > 0
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["progress"]["epoch"] == 2
+    rows = parquet.read_table(
+        root / "warehouse" / "hdp_gan.db" / "training_metrics" / f"run_id={summary['run_id']}"
+    ).to_pylist()
+    assert sorted(row["epoch"] for row in rows) == [1, 2]
+    assert all(row["d_loss"] > 0 and row["images_per_second"] > 0 for row in rows)
+
+
+def test_exported_generator_loads_with_hub_and_draws_dataset_range_images(trained):
+    import tensorflow as tf
+    import tensorflow_hub as hub
+
+    root, summary = trained
+    module = hub.load(str(_run_folder(root, summary["run_id"]) / "generator"))
+    images = module.signatures["serving_default"](noise=tf.random.normal((5, 100)))["images"]
+    assert images.dtype == tf.uint8
+    assert tuple(images.shape) == (5, 28, 28, 1)
+
+
+def test_resume_continues_from_the_last_checkpoint(trained, job):
+    root, summary = trained
+    run = _run_folder(root, summary["run_id"])
+    first_epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    result = job("train", "--root", root, "--resume", summary["run_id"], "--epochs", "3",
+                 *TRAIN_ARGS)
+    assert result.code == 0, result.stderr[-4000:]
+    assert result.summary["run_id"] == summary["run_id"]
+    assert result.summary["counts"]["epochs"] == 3
+    assert result.summary["counts"]["steps"] == 24
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert history[:2] == first_epochs
+
+
+def _leftover_processes(root):
+    """Processes that still run from this root's Spark work folders."""
+    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines() if str(root) in line]
+
+
+def test_a_worker_exception_fails_the_job_fast_with_its_own_message(fashion_root, job):
+    started = time.monotonic()
+    result = job("train", "--root", fashion_root, "--epochs", "1", "--fail-at-step", "3",
+                 *TRAIN_ARGS)
+    elapsed = time.monotonic() - started
+    assert result.code == 1
+    assert "injected failure at step 3" in result.last_error_line
+    assert elapsed < 240, f"the failure took {elapsed:.0f} s to surface"
+    time.sleep(3)
+    assert _leftover_processes(fashion_root / "_local") == []
+
+
+def test_too_few_executors_fails_before_training_starts(fashion_root, job):
+    result = job("train", "--root", fashion_root, "--master", "local-cluster[1,1,2048]",
+                 "--executors", "2", "--epochs", "1", *TRAIN_ARGS,
+                 env={"HDP_GAN_EXECUTOR_WAIT_S": "20"})
+    assert result.code == 1
+    assert "only 1 registered" in result.last_error_line
+
+
+def test_resume_of_an_unknown_run_fails_in_one_line(fashion_root, job):
+    result = job("train", "--root", fashion_root, "--resume", "train-never-ran")
+    assert result.code == 1
+    assert "no checkpoint" in result.last_error_line
+    assert "Traceback" not in result.stderr
