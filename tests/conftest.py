@@ -12,6 +12,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+TRAIN_ARGS = ["--max-images", "512", "--batch-size", "64", "--log-every", "4",
+              "--sample-count", "10"]
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -51,7 +53,7 @@ def job():
 
 @pytest.fixture(scope="session")
 def fashion_root(tmp_path_factory):
-    """A root with 600 real training and 300 test Fashion-MNIST images, preprocessed."""
+    """A root with 600 real training and 600 test Fashion-MNIST images, preprocessed."""
     if not FASHION_MNIST.exists():
         pytest.fail("Fashion-MNIST is missing: scripts/test.sh installs the Debian package "
                     "dataset-fashion-mnist")
@@ -61,3 +63,19 @@ def fashion_root(tmp_path_factory):
     preprocess = run_job("preprocess", "--root", root)
     assert preprocess.code == 0, preprocess.stderr[-3000:]
     return root
+
+
+@pytest.fixture(scope="session")
+def trained(fashion_root):
+    """A two-epoch, two-worker training run on the small root: (root, its JSON summary)."""
+    result = run_job("train", "--root", fashion_root, "--epochs", "2", *TRAIN_ARGS)
+    assert result.code == 0, result.stderr[-4000:]
+    return fashion_root, result.summary
+
+
+@pytest.fixture(scope="session")
+def classifier_handle(fashion_root):
+    """The reference classifier trained on the small root; returns its handle."""
+    result = run_job("train-classifier", "--root", fashion_root, "--epochs", "3")
+    assert result.code == 0, result.stderr[-4000:]
+    return result.summary["outputs"]["handle"]

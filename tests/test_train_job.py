@@ -6,21 +6,12 @@ import subprocess
 import time
 
 import pyarrow.parquet as parquet
-import pytest
 
-TRAIN_ARGS = ["--max-images", "512", "--batch-size", "64", "--log-every", "4",
-              "--sample-count", "10"]
+from conftest import TRAIN_ARGS
 
 
 def _run_folder(root, run_id):
     return root / "runs" / run_id
-
-
-@pytest.fixture(scope="module")
-def trained(fashion_root, job):
-    result = job("train", "--root", fashion_root, "--epochs", "2", *TRAIN_ARGS)
-    assert result.code == 0, result.stderr[-4000:]
-    return fashion_root, result.summary
 
 
 def test_both_workers_step_in_lock_step_to_identical_weights(trained):

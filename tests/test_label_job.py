@@ -1,0 +1,126 @@
+"""Generation, the reference classifier, labelling into Hive and the quality scores."""
+
+import io
+
+import numpy as np
+import pyarrow.parquet as parquet
+import pytest
+from PIL import Image
+
+from gan_lib import storage
+
+
+def _table(root, table, run_id):
+    folder = root / "warehouse" / "hdp_gan.db" / table / f"run_id={run_id}"
+    return parquet.read_table(folder).to_pylist() if folder.exists() else []
+
+
+@pytest.fixture(scope="module")
+def generated(trained, job):
+    root, summary = trained
+    result = job("generate", "--root", root, "--generator-run", summary["run_id"],
+                 "--count", "60", "--run-id", "generate-test", "--seed", "5")
+    assert result.code == 0, result.stderr[-4000:]
+    return root, result.summary
+
+
+@pytest.fixture(scope="module")
+def labelled(generated, classifier_handle, job):
+    root, summary = generated
+    result = job("label", "--root", root, "--generated", summary["run_id"])
+    assert result.code == 0, result.stderr[-4000:]
+    return root, result.summary
+
+
+def test_exported_classifier_has_both_signatures_and_its_class_names(classifier_handle):
+    import tensorflow as tf
+    import tensorflow_hub as hub
+
+    module = hub.load(str(storage.local_path(classifier_handle)))
+    images = tf.zeros((2, 28, 28, 1))
+    outputs = module.signatures["serving_default"](images=images)
+    assert tuple(outputs["probabilities"].shape) == (2, 10)
+    assert tuple(outputs["logits"].shape) == (2, 10)
+    assert tuple(module.signatures["features"](images=images)["features"].shape) == (2, 128)
+    names = [name.decode() for name in module.class_names.numpy()]
+    assert names[0] == "ankle_boot" and len(names) == 10
+
+
+def test_generate_writes_the_requested_images_and_table_rows(generated):
+    root, summary = generated
+    rows = _table(root, "generated", summary["run_id"])
+    assert len(rows) == summary["counts"]["images"] == 60
+    assert sorted(row["sample_index"] for row in rows) == list(range(60))
+    files = sorted((root / "runs" / summary["run_id"] / "images").glob("*.png"))
+    assert len(files) == 60
+    assert Image.open(files[0]).size == (28, 28)
+
+
+def test_generate_rerun_with_the_same_seed_reproduces_the_same_images(generated, job):
+    root, summary = generated
+    before = {row["sample_index"]: row["image_id"] for row in _table(root, "generated",
+                                                                     summary["run_id"])}
+    result = job("generate", "--root", root, "--generator-run",
+                 summary["lineage"]["generator_run"], "--count", "60", "--run-id",
+                 summary["run_id"], "--seed", "5")
+    assert result.code == 0, result.stderr[-3000:]
+    after = {row["sample_index"]: row["image_id"] for row in _table(root, "generated",
+                                                                    summary["run_id"])}
+    assert after == before
+
+
+def test_every_generated_image_gets_a_label_row_with_top_k(labelled):
+    root, summary = labelled
+    rows = _table(root, "labels", summary["run_id"])
+    assert len(rows) == 60
+    assert all(row["status"] == "ok" and 0 <= row["confidence"] <= 1 for row in rows)
+    assert all(len(row["top_k"]) == 3 for row in rows)
+    assert all(row["top_k"][0]["label"] == row["label"] for row in rows)
+    assert {row["classifier_handle"] for row in rows} == {summary["lineage"]["classifier"]}
+
+
+def test_a_generator_run_gets_one_quality_row_beside_the_real_split_score(labelled):
+    root, summary = labelled
+    rows = _table(root, "quality", summary["run_id"])
+    assert len(rows) == 1
+    quality = rows[0]
+    assert quality["fake_count"] == 60 and quality["real_count"] == 600
+    assert quality["frechet_distance"] > 0
+    assert 1 <= quality["real_classifier_score"] <= 10
+    assert abs(sum(dict(quality["class_shares"]).values()) - 1) < 1e-6
+    assert (root / "runs" / summary["run_id"] / "contact_sheet.png").exists()
+
+
+def test_relabelling_a_run_replaces_its_partition_and_keeps_the_others(labelled, job):
+    root, summary = labelled
+    real = job("label", "--root", root, "--split", "test", "--run-id", "real-test")
+    assert real.code == 0, real.stderr[-3000:]
+    again = job("label", "--root", root, "--generated", summary["run_id"])
+    assert again.code == 0, again.stderr[-3000:]
+    assert len(_table(root, "labels", summary["run_id"])) == 60
+    assert len(_table(root, "labels", "real-test")) == 600
+    assert len(_table(root, "quality", summary["run_id"])) == 1
+
+
+def test_unreadable_image_gets_a_row_saying_so(fashion_root, classifier_handle, job, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(buffer, format="PNG")
+    (folder / "good.png").write_bytes(buffer.getvalue())
+    (folder / "broken.png").write_bytes(buffer.getvalue()[:40])
+    result = job("label", "--root", fashion_root, "--images", folder, "--run-id", "photos")
+    assert result.code == 0, result.stderr[-3000:]
+    rows = {row["path"].rsplit("/", 1)[-1]: row for row in _table(fashion_root, "labels",
+                                                                  "photos")}
+    assert rows["good.png"]["status"] == "ok"
+    assert rows["broken.png"]["status"].startswith("unreadable")
+    assert result.summary["counts"] == {"labelled": 1, "unreadable": 1}
+
+
+def test_a_bad_handle_fails_before_any_spark_task_in_one_line(fashion_root, job, tmp_path):
+    result = job("label", "--root", fashion_root, "--split", "test", "--classifier",
+                 tmp_path / "no-model")
+    assert result.code == 2
+    assert "not a SavedModel" in result.last_error_line
+    assert "Traceback" not in result.stderr
