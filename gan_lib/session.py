@@ -192,3 +192,20 @@ def build_session(settings: Settings, app_name: str, training: bool = False):
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def thrift_server_command(settings: Settings, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The command that starts Spark's HiveServer2-compatible Thrift server over the project's
+    metastore and warehouse, for beeline and PyHive (``jdbc:hive2://host:port``)."""
+    import pyspark
+    conf = spark_conf(settings, "hdp-gan thrift server")
+    conf.pop("spark.app.name")
+    master = conf.pop("spark.master")
+    command = [str(Path(os.environ.get("SPARK_HOME", Path(pyspark.__file__).parent),
+                        "bin", "spark-submit")),
+               "--master", master, "--class",
+               "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    return command + ["spark-internal", "--hiveconf", f"hive.server2.thrift.port={port}",
+                      "--hiveconf", f"hive.server2.thrift.bind.host={host}"]

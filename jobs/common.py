@@ -82,6 +82,9 @@ def new_parser(prog: str, description: str) -> ArgumentParser:
                         help="thrift:// URI of an existing Hive metastore")
     shared.add_argument("--metastore-jdbc-url", default=None,
                         help="JDBC URL of a shared metastore database (e.g. Derby network server)")
+    shared.add_argument("--state-dir", default=None,
+                        help="local folder for the embedded metastore and Spark's work files "
+                             "(default: <root>/_local for a local root, ~/.hdp-gan otherwise)")
     shared.add_argument("--executors", type=positive_int, default=None,
                         help="executors on this machine, and TensorFlow workers (default: 2)")
     shared.add_argument("--executor-memory-mb", type=positive_int, default=None,
@@ -91,7 +94,7 @@ def new_parser(prog: str, description: str) -> ArgumentParser:
 
 
 SHARED_KEYS = ("root", "master", "database", "metastore_uri", "metastore_jdbc_url",
-               "executors", "executor_memory_mb", "log_level")
+               "state_dir", "executors", "executor_memory_mb", "log_level")
 
 
 def parse(parser: ArgumentParser, argv, section: str):

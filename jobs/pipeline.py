@@ -52,7 +52,8 @@ def _shared_args(args, settings) -> list[str]:
               "--log-level", settings.log_level]
     for option, value in (("--master", args.master), ("--config", args.config),
                           ("--metastore-uri", args.metastore_uri),
-                          ("--metastore-jdbc-url", args.metastore_jdbc_url)):
+                          ("--metastore-jdbc-url", args.metastore_jdbc_url),
+                          ("--state-dir", args.state_dir)):
         if value:
             shared += [option, value]
     return shared
