@@ -1,0 +1,93 @@
+"""Training throughput: the TensorFlowOnSpark job (2 workers of one core each) against one
+TensorFlow process with 2 threads, same model, same global batch, same images.
+
+Both run the project's training step (``gan_lib.training.GanTrainer``). The job's figure is
+the images per second of its last epoch as the chief measured it (after start-up); the single
+process is measured over the same number of steps after a warm-up.
+
+    python scripts/bench/train_throughput.py [--images 12800] [--epochs 3] [--batch-size 64]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, command_line, machine, run_measured, write_section  # noqa: E402
+
+
+def single_process(images: int, batch_size: int, steps: int) -> float:
+    """Images per second of the same step in one process with 2 threads."""
+    code = f"""
+import time, numpy as np, tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(2)
+tf.config.threading.set_inter_op_parallelism_threads(2)
+from gan_lib import datasets, models, training
+pixels = datasets.load_fashion_mnist(split="train")[0][:{images}, :, :, None]
+options = training.TrainOptions(run_id="b", run_uri="file:///tmp/b", dataset="b", settings=None,
+                                batch_size={batch_size})
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+trainer = training.GanTrainer(strategy, options, pixels.shape[1:], models.RECIPES["dcgan"])
+rng = np.random.default_rng(0)
+def batch():
+    return tf.constant(training.to_model_range(pixels[np.sort(rng.choice({images}, {batch_size},
+                                                                          replace=False))]))
+for _ in range(20):
+    trainer.step(batch())
+started = time.monotonic()
+for _ in range({steps}):
+    trainer.step(batch())
+print({steps} * {batch_size} / (time.monotonic() - started))
+"""
+    output = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return float(output.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default="/tmp/hdp-gan-bench")
+    parser.add_argument("--images", type=int, default=12_800)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    root = Path(args.workdir) / "root-train"
+    shutil.rmtree(root, ignore_errors=True)
+    hdp_gan = [sys.executable, "-m", "jobs.cli"]
+    run_measured(hdp_gan + ["ingest", "--root", str(root), "--limit", str(args.images)])
+    run_measured(hdp_gan + ["preprocess", "--root", str(root)])
+    _, _, _, stdout = run_measured(hdp_gan + [
+        "train", "--root", str(root), "--epochs", str(args.epochs), "--max-images",
+        str(args.images), "--batch-size", str(args.batch_size), "--log-every", "1000"])
+    run_id = json.loads(stdout.strip().splitlines()[-1])["run_id"]
+    history = [json.loads(line) for line in
+               (root / "runs" / run_id / "metrics.jsonl").read_text().splitlines()]
+    distributed = history[-1]["images_per_second"]
+    steps = args.images // args.batch_size
+    single = single_process(args.images, args.batch_size, steps)
+    print(f"TFoS {distributed:.0f} images/s, single process {single:.0f} images/s, "
+          f"ratio {distributed / single:.2f}")
+    write_section("train_throughput", "\n".join([
+        "## Training throughput: TensorFlowOnSpark against one process",
+        "",
+        f"Command: `{command_line()}` ({machine()}).",
+        "",
+        "| run | workers | images per second | ratio |",
+        "| --- | --- | --- | --- |",
+        f"| TFoS job, `local-cluster[2,1,2048]`, last of {args.epochs} epochs | 2 x 1 core | "
+        f"{distributed:.0f} | {distributed / single:.2f} |",
+        f"| one TensorFlow process, 2 threads, {steps} steps after 20 warm-up steps | 1 x 2 "
+        f"threads | {single:.0f} | 1.00 |",
+        "",
+        f"Model: the default `dcgan` recipe at 28x28x1, global batch {args.batch_size}, "
+        f"{args.images:,} Fashion-MNIST images.",
+    ]))
+
+
+if __name__ == "__main__":
+    main()
