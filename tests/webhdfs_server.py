@@ -79,10 +79,8 @@ INJECTED_EXCEPTIONS = {
 # Which ops each HTTP method carries, and which of them go through a data node redirect.
 OPS_BY_METHOD = {
     "GET": {"OPEN", "GETFILESTATUS", "LISTSTATUS", "LISTSTATUS_BATCH", "GETCONTENTSUMMARY",
-            "GETFILECHECKSUM", "GET_BLOCK_LOCATIONS", "GETHOMEDIRECTORY", "GETTRASHROOT",
-            "GETSERVERDEFAULTS"},
-    "PUT": {"CREATE", "MKDIRS", "RENAME", "SETPERMISSION", "SETOWNER", "SETTIMES",
-            "SETREPLICATION"},
+            "GETFILECHECKSUM", "GET_BLOCK_LOCATIONS", "GETHOMEDIRECTORY", "GETSERVERDEFAULTS"},
+    "PUT": {"CREATE", "MKDIRS", "RENAME", "SETPERMISSION", "SETOWNER", "SETTIMES"},
     "POST": {"APPEND"},
     "DELETE": {"DELETE"},
 }
@@ -90,7 +88,7 @@ OP_PARAM_CLASSES = {"GET": "GetOpParam", "PUT": "PutOpParam", "POST": "PostOpPar
                     "DELETE": "DeleteOpParam"}
 REDIRECTED_OPS = {"CREATE", "APPEND", "OPEN", "GETFILECHECKSUM"}
 WRITE_OPS = {"CREATE", "APPEND", "MKDIRS", "RENAME", "DELETE", "SETPERMISSION", "SETOWNER",
-             "SETTIMES", "SETREPLICATION"}
+             "SETTIMES"}
 
 LoggedRequest = namedtuple("LoggedRequest", "method op path")
 
@@ -604,13 +602,11 @@ class WebHdfsHandler(BaseHTTPRequestHandler):
         self.check_before_redirect()
         location = (f"{self.server.webhdfs.url}{PATH_PREFIX}"
                     f"{urllib.parse.quote(self.hdfs_path)}?{self.query}&{DATANODE_PARAM}=true")
-        if parse_bool(self.params, "noredirect", False):
-            self.send_json(200, {"Location": location})
-        else:
-            self.send_empty(307, {"Location": location})
+        self.send_empty(307, {"Location": location})
 
     def check_before_redirect(self):
-        """Fail on the first request, as a NameNode would, rather than after the upload."""
+        """Fail on the first request, before any data is sent. A real NameNode defers these
+        checks to the data node request, so clients see the same errors only later."""
         with self.server.webhdfs._namespace_lock:
             if self.op == "CREATE":
                 self.check_creatable()
@@ -745,10 +741,9 @@ class WebHdfsHandler(BaseHTTPRequestHandler):
             raise file_not_found(self.hdfs_path)
         directories, files, length = 0, 0, 0
         if os.path.isdir(self.local):
-            for _, _, names in os.walk(self.local):
+            for folder, _, names in os.walk(self.local):
                 directories += 1
                 files += len(names)
-            for folder, _, names in os.walk(self.local):
                 length += sum(os.path.getsize(os.path.join(folder, name)) for name in names)
         else:
             files, length = 1, os.path.getsize(self.local)
@@ -768,10 +763,6 @@ class WebHdfsHandler(BaseHTTPRequestHandler):
     def op_gethomedirectory(self):
         self.body.drain()
         self.send_json(200, {"Path": f"/user/{self.user}"})
-
-    def op_gettrashroot(self):
-        self.body.drain()
-        self.send_json(200, {"Path": f"/user/{self.user}/.Trash"})
 
     def op_getserverdefaults(self):
         self.body.drain()
@@ -914,8 +905,3 @@ class WebHdfsHandler(BaseHTTPRequestHandler):
                               else current.st_mtime)
             os.utime(self.local, (access_s, modification_s))
         self.send_empty(200)
-
-    def op_setreplication(self):
-        self.body.drain()
-        self.require_existing()
-        self.send_boolean(not os.path.isdir(self.local))
