@@ -1,0 +1,107 @@
+"""The storage layer on local files and on WebHDFS (HdfsCLI against the test server)."""
+
+import pytest
+
+from gan_lib import storage
+from gan_lib.storage import StorageError
+from webhdfs_server import WebHdfsServer
+
+
+@pytest.fixture(scope="module")
+def hdfs(tmp_path_factory):
+    server = WebHdfsServer(tmp_path_factory.mktemp("hdfs"), read_only_prefix="/locked").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["local", "webhdfs"])
+def base(request, tmp_path, hdfs):
+    if request.param == "local":
+        return tmp_path.as_uri()
+    return hdfs.webhdfs_uri(f"/t/{tmp_path.name}")
+
+
+def test_written_file_reads_back(base):
+    store = storage.open_storage(base)
+    store.write_bytes(storage.join(base, "a", "b.bin"), b"payload")
+    assert store.read_bytes(storage.join(base, "a", "b.bin")) == b"payload"
+    assert store.list(storage.join(base, "a")) == ["b.bin"]
+
+
+def test_overwrite_replaces_and_leaves_no_temporary_file(base):
+    store = storage.open_storage(base)
+    path = storage.join(base, "x.json")
+    store.write_text(path, "old")
+    store.write_text(path, "new")
+    assert store.read_text(path) == "new"
+    assert store.list(base) == ["x.json"]
+
+
+def test_directory_upload_replaces_the_old_copy_whole(base, tmp_path):
+    store = storage.open_storage(base)
+    first = tmp_path / "first"
+    (first / "sub").mkdir(parents=True)
+    (first / "sub" / "one.txt").write_text("1")
+    (first / "stale.txt").write_text("old")
+    target = storage.join(base, "model")
+    store.upload_dir(first, target)
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "fresh.txt").write_text("2")
+    store.upload_dir(second, target)
+    assert store.list(target) == ["fresh.txt"]
+    copy = tmp_path / "copy"
+    store.download_dir(target, copy)
+    assert (copy / "fresh.txt").read_text() == "2"
+
+
+def test_missing_file_is_a_storage_error_naming_the_path(base):
+    with pytest.raises(StorageError, match="missing.bin"):
+        storage.open_storage(base).read_bytes(storage.join(base, "missing.bin"))
+
+
+def test_first_file_finds_a_nested_file_and_none_in_an_empty_tree(base):
+    store = storage.open_storage(base)
+    store.makedirs(storage.join(base, "empty", "deeper"))
+    assert store.first_file(storage.join(base, "empty")) is None
+    store.write_bytes(storage.join(base, "tree", "a", "z.png"), b"1")
+    assert store.first_file(storage.join(base, "tree")).endswith("/tree/a/z.png")
+
+
+def test_transient_server_errors_are_retried_until_the_write_succeeds(hdfs):
+    base = hdfs.webhdfs_uri("/retry")
+    hdfs.inject(op="CREATE", fail_status=503, times=2)
+    store = storage.open_storage(base)
+    store.write_bytes(storage.join(base, "f.bin"), b"ok")
+    assert store.read_bytes(storage.join(base, "f.bin")) == b"ok"
+
+
+def test_slow_answers_are_waited_for(hdfs):
+    base = hdfs.webhdfs_uri("/slow")
+    store = storage.open_storage(base)
+    store.write_bytes(storage.join(base, "f.bin"), b"ok")
+    hdfs.inject(op="OPEN", delay_s=1.5)
+    assert store.read_bytes(storage.join(base, "f.bin")) == b"ok"
+
+
+def test_permission_errors_fail_at_once_without_retries(hdfs):
+    hdfs.clear_requests()
+    store = storage.open_storage(hdfs.webhdfs_uri("/"))
+    with pytest.raises(StorageError, match="cannot write"):
+        store.write_bytes(hdfs.webhdfs_uri("/locked/f.bin"), b"no")
+    creates = [r for r in hdfs.requests if r[1] == "CREATE"]
+    assert len(creates) == 1
+
+
+def test_persistent_server_errors_fail_after_the_retries(hdfs):
+    base = hdfs.webhdfs_uri("/down")
+    hdfs.inject(op="LISTSTATUS", fail_status=500, times=10)
+    with pytest.raises(StorageError, match="cannot list"):
+        storage.open_storage(base).list(base)
+    hdfs.clear_faults()
+
+
+def test_hdfs_uri_without_a_webhdfs_address_is_a_clear_configuration_error(monkeypatch):
+    monkeypatch.delenv("HDP_GAN_WEBHDFS_URL", raising=False)
+    with pytest.raises(Exception, match="webhdfs_url"):
+        storage.open_storage("hdfs://namenode:8020/gan")
