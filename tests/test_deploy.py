@@ -5,8 +5,8 @@ Spark actions on local-cluster with the archive unpacked as YARN would.
 The archive costs about two minutes the first time (pip install and compression of ~2 GB)
 and seconds afterwards: its dependency part is cached under HDP_GAN_ENV_CACHE
 (~/.cache/hdp-gan/env). The rehearsal runs only with HDP_GAN_REHEARSAL=1; it takes about
-13 minutes on 2 cores, mostly spent unpacking the archive for the driver and each executor
-of each of the five actions.
+17 minutes on 2 cores, a third of it spent unpacking the archive for the driver and each
+executor of each of the five actions.
 """
 
 import json
@@ -274,7 +274,7 @@ def run_action(command, env, log: Path, timeout_s: float) -> tuple[int, dict | N
 
 
 @pytest.mark.skipif(os.environ.get("HDP_GAN_REHEARSAL") != "1",
-                    reason="about 13 minutes on 2 cores; run with HDP_GAN_REHEARSAL=1")
+                    reason="about 17 minutes on 2 cores; run with HDP_GAN_REHEARSAL=1")
 def test_workflow_actions_run_in_order_on_local_cluster_with_the_env_archive(
         env_archive, unpacked_env, tmp_path):
     """Every Spark action of the assembled workflow, in workflow order, with its own

@@ -93,7 +93,8 @@ def java_time_format(moment: dt.datetime, pattern: str) -> str:
     parts = re.findall(r"yyyy|MM|dd|HH|mm|ss|[A-Za-z]|[^A-Za-z]+", pattern)
     unknown = [part for part in parts if part.isalpha() and part not in letters]
     if unknown:
-        raise ConfigError(f"time pattern {pattern!r} has letters this test does not know: {unknown}")
+        raise ConfigError(f"time pattern {pattern!r} has letters this test does not know: "
+                          f"{unknown}")
     return moment.strftime("".join(letters.get(part, part) for part in parts))
 
 
@@ -102,8 +103,8 @@ def coordinator_configuration(path=COORDINATOR, nominal=SAMPLE_NOMINAL_TIME) -> 
     time."""
     root = ElementTree.parse(path).getroot()
     templates = {dataset.get("name"): dataset.findtext("{*}uri-template")
-                 for dataset in root.iter("{*}dataset")}
-    inputs = {data.get("name"): data.get("dataset") for data in root.iter("{*}data-in")}
+                 for dataset in root.iterfind(".//{*}dataset")}
+    inputs = {data.get("name"): data.get("dataset") for data in root.iterfind(".//{*}data-in")}
     values = sample_values(YEAR=f"{nominal:%Y}", MONTH=f"{nominal:%m}", DAY=f"{nominal:%d}")
 
     def evaluate(expression: str) -> str:

@@ -94,3 +94,34 @@ def test_killed_preprocess_driver_leaves_no_visible_partial_dataset(tmp_path, jo
                               "dataset=kill").to_pylist()
     assert len(rows) == rerun.summary["counts"]["accepted"] == 300
     assert len({row["image_id"] for row in rows}) == 300
+
+
+def test_two_runs_at_once_on_one_root_and_metastore_do_not_interfere(tmp_path):
+    """Two preprocess runs of different datasets, started together, sharing the root and a
+    metastore database (Derby's network server): both finish, both datasets are complete."""
+    from gan_lib import datasets
+    from PIL import Image
+    from services import DerbyNetworkServer
+
+    images, labels = datasets.load_fashion_mnist(split="test")
+    for name, offset in (("left", 0), ("right", 200)):
+        for index in range(offset, offset + 120):
+            target = tmp_path / name / datasets.FASHION_MNIST_CLASSES[labels[index]]
+            target.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[index]).save(target / f"{index}.png")
+    derby = DerbyNetworkServer(tmp_path / "derby").start()
+    try:
+        shared = ["--root", tmp_path / "root", "--metastore-jdbc-url", derby.jdbc_url]
+        processes = {name: _start_job("preprocess", *shared, "--input", tmp_path / name,
+                                      "--dataset", name, "--state-dir", tmp_path / f"s-{name}")
+                     for name in ("left", "right")}
+        outputs = {name: process.communicate(timeout=900) for name, process in processes.items()}
+    finally:
+        derby.stop()
+    for name, process in processes.items():
+        assert process.returncode == 0, outputs[name][1][-3000:]
+        summary = json.loads(outputs[name][0].strip().splitlines()[-1])
+        assert summary["counts"]["accepted"] == 120
+        rows = parquet.read_table(tmp_path / "root" / "warehouse" / "hdp_gan.db" / "images" /
+                                  f"dataset={name}").to_pylist()
+        assert len(rows) == 120
