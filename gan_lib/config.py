@@ -89,16 +89,7 @@ class Settings:
 
     def masked(self) -> dict:
         """The settings as a dictionary with secrets and URL credentials hidden."""
-        values = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, str) and "://" in value:
-                value = redact_url(value)
-            if isinstance(value, dict):
-                value = {key: ("***" if _is_secret(key) else redact_url(str(val)))
-                         for key, val in value.items()}
-            values[item.name] = value
-        return values
+        return mask_secrets({item.name: getattr(self, item.name) for item in fields(self)})
 
 
 def _is_secret(key: str) -> bool:
@@ -116,6 +107,22 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
+
+
+_SECRET_PAIR = re.compile(r"(?i)((?:password|passwd|token|secret)\s*[=:]\s*)[^;&\s,]+")
+
+
+def mask_secrets(value):
+    """A copy of ``value`` (str, dict, list) with URL credentials and ``password=...`` style
+    pairs hidden, and the values of secret-looking keys replaced by ``***``."""
+    if isinstance(value, str):
+        return _SECRET_PAIR.sub(r"\1***", redact_url(value) if "://" in value else value)
+    if isinstance(value, dict):
+        return {key: "***" if _is_secret(str(key)) else mask_secrets(item)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_secrets(item) for item in value]
+    return value
 
 
 def normalize_root(root: str) -> str:

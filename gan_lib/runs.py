@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gan_lib import storage, __version__
-from gan_lib.config import Settings, validate_name
+from gan_lib.config import Settings, mask_secrets, validate_name
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class StageRun:
             "status": status, "started_at": self.started_at.replace(tzinfo=None),
             "finished_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
             "duration_s": float(self.duration_s), "counts": json.dumps(self.counts),
-            "parameters": json.dumps(self.parameters, default=str),
+            "parameters": json.dumps(mask_secrets(self.parameters), default=str),
             "outputs": json.dumps(self.outputs), "lineage": json.dumps(self.lineage),
             "code_version": code_version(), "message": message[:2000],
             "stage": self.stage, "run_id": self.run_id,

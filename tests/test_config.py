@@ -69,3 +69,10 @@ def test_malformed_config_file_is_a_config_error(tmp_path):
 def test_storage_join_refuses_climbing_out_of_the_root():
     with pytest.raises(ConfigError):
         storage.join("file:///data/root", "runs", "../../etc")
+
+
+def test_password_pairs_in_jdbc_urls_are_masked():
+    masked = config.mask_secrets({"url": "jdbc:derby://db:1527/m;user=a;password=hunter2",
+                                  "keytab_password": "x", "nested": ["token=abc"]})
+    assert "hunter2" not in str(masked) and "abc" not in str(masked)
+    assert masked["keytab_password"] == "***"

@@ -164,7 +164,7 @@ def test_submit_yarn_dry_run_for_train_carries_the_training_settings():
     assert "spark.task.maxFailures" not in conf_of(dry_run("generate", "--generator-run", "x"))
 
 
-def test_submit_yarn_master_can_be_overridden_for_a_rehearsal():
+def test_submit_yarn_master_and_deploy_mode_can_be_overridden():
     command = dry_run("label", "--split", "test", SPARK_MASTER=REHEARSAL_MASTER,
                       SPARK_DEPLOY_MODE="client")
     assert command[command.index("--master") + 1] == REHEARSAL_MASTER
@@ -275,7 +275,7 @@ def run_action(command, env, log: Path, timeout_s: float) -> tuple[int, dict | N
 
 @pytest.mark.skipif(os.environ.get("HDP_GAN_REHEARSAL") != "1",
                     reason="about 17 minutes on 2 cores; run with HDP_GAN_REHEARSAL=1")
-def test_workflow_actions_run_in_order_on_local_cluster_with_the_env_archive(
+def test_rehearsal_runs_every_workflow_action_in_order_on_local_cluster(
         env_archive, unpacked_env, tmp_path):
     """Every Spark action of the assembled workflow, in workflow order, with its own
     spark-opts and arguments. Two things differ from YARN: the master is local-cluster, and
