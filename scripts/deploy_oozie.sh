@@ -69,5 +69,6 @@ start the daily coordinator:
   oozie job -oozie $oozie_url -config $repo/oozie/job.properties -run
 run the workflow once (with oozie.wf.application.path instead of oozie.coord.application.path
 in job.properties):
-  oozie job -oozie $oozie_url -config $repo/oozie/job.properties -DrunTag=manual-$(date -u +%Y%m%d%H%M) -run
+  oozie job -oozie $oozie_url -config $repo/oozie/job.properties \\
+    -DrunTag=manual-$(date -u +%Y%m%d%H%M) -run
 EOF

@@ -50,13 +50,16 @@ fi
 case "$archive" in
   *://*) ;;
   *) [ -f "$archive" ] || [ "$dry_run" = 1 ] \
-       || die "no env archive at $archive; build it with scripts/package_env.sh or set HDP_GAN_ENV_ARCHIVE";;
+       || die "no env archive at $archive; build it with scripts/package_env.sh" \
+              "or set HDP_GAN_ENV_ARCHIVE";;
 esac
 
 deploy() { PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m gan_lib.deploy "$@"; }
 job_file="$(deploy job-file "$job")" || exit 2
 conf_flags=()
-while IFS= read -r line; do conf_flags+=("$line"); done < <(deploy spark-conf "$job" --executors "$executors")
+while IFS= read -r line; do
+  conf_flags+=("$line")
+done < <(deploy spark-conf "$job" --executors "$executors")
 [ ${#conf_flags[@]} -gt 0 ] || die "no Spark settings came from gan_lib.deploy"
 
 command=("${SPARK_SUBMIT:-spark-submit}" --master "$master" --deploy-mode "$deploy_mode"
@@ -66,7 +69,8 @@ command=("${SPARK_SUBMIT:-spark-submit}" --master "$master" --deploy-mode "$depl
 if [ -n "${HDP_GAN_PRINCIPAL:-}" ] || [ -n "${HDP_GAN_KEYTAB:-}" ]; then
   [ -n "${HDP_GAN_PRINCIPAL:-}" ] && [ -n "${HDP_GAN_KEYTAB:-}" ] \
     || die "set both HDP_GAN_PRINCIPAL and HDP_GAN_KEYTAB, or neither"
-  [ -r "$HDP_GAN_KEYTAB" ] || [ "$dry_run" = 1 ] || die "cannot read the keytab file $HDP_GAN_KEYTAB"
+  [ -r "$HDP_GAN_KEYTAB" ] || [ "$dry_run" = 1 ] \
+    || die "cannot read the keytab file $HDP_GAN_KEYTAB"
   command+=(--principal "$HDP_GAN_PRINCIPAL" --keytab "$HDP_GAN_KEYTAB")
 fi
 command+=("${conf_flags[@]}" "$job_file")

@@ -259,17 +259,20 @@ def spark_home_for(folder: Path) -> Path:
 
 
 def run_action(command, env, log: Path, timeout_s: float) -> tuple[int, dict | None]:
-    """Run one spark-submit in its own process group; kill the group on timeout."""
+    """Run one spark-submit in its own process group, its output in ``log`` (spark-submit
+    prints the Python driver's output, errors included, on standard output); kill the group
+    on timeout. Returns the exit code and the job's JSON line."""
     with open(log, "w") as output:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=output, text=True,
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True,
                                    env=env, start_new_session=True)
         try:
-            stdout, _ = process.communicate(timeout=timeout_s)
+            process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+            process.wait()
             return -1, None
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    lines = [line for line in log.read_text(errors="replace").splitlines()
+             if line.startswith("{")]
     return process.returncode, (json.loads(lines[-1]) if lines else None)
 
 
@@ -327,9 +330,10 @@ def test_rehearsal_runs_every_workflow_action_in_order_on_local_cluster(
         timings[name] = round(time.monotonic() - started)
         for work in (spark_home / "work").iterdir():
             shutil.rmtree(work, ignore_errors=True)
-        tail = log.read_text(errors="replace")[-3000:]
+        errors = [line for line in log.read_text(errors="replace").splitlines()
+                  if "error" in line.lower() or "failed" in line.lower()]
         assert code == 0 and summary and summary["status"] == "succeeded", \
-            f"{name} failed with exit code {code}:\n{tail}"
+            f"{name} failed with exit code {code} (log: {log}):\n" + "\n".join(errors[-15:])
         summaries[name] = summary
         name = node.ok
 
