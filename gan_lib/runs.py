@@ -85,8 +85,5 @@ class StageRun:
             "code_version": code_version(), "message": message[:2000],
             "stage": self.stage, "run_id": self.run_id,
         }
-        schema = ", ".join(f"`{name}` {kind}" for name, kind in
-                           tables.TABLES["runs"][0] + tables.TABLES["runs"][1])
-        frame = spark.createDataFrame([row], schema=schema)
-        tables.write_partitions(spark, settings, "runs", frame)
+        tables.write_partitions(spark, settings, "runs", tables.rows_frame(spark, "runs", [row]))
         logger.info("%s run %s %s in %.1f s", self.stage, self.run_id, status, self.duration_s)

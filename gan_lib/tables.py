@@ -111,6 +111,19 @@ def column_names(table: str) -> list[str]:
     return [name for name, _ in columns + partitions]
 
 
+def schema(table: str) -> str:
+    """The table's columns (partition columns last) as a Spark DDL schema string."""
+    columns, partitions = TABLES[table]
+    return ", ".join(f"`{name}` {kind}" for name, kind in columns + partitions)
+
+
+def rows_frame(spark, table: str, rows: list[dict]):
+    """A DataFrame with the table's schema from a few rows built on the driver."""
+    names = column_names(table)
+    return spark.createDataFrame([{name: row.get(name) for name in names} for row in rows],
+                                 schema=schema(table))
+
+
 def write_partitions(spark, settings: Settings, table: str, frame) -> None:
     """Replace the partitions present in ``frame`` and leave every other partition alone.
 

@@ -88,7 +88,6 @@ def _source_frame(spark, settings, args):
 
 
 def _score_quality(spark, settings, args, scored, classifier, staging, run_id):
-    from pyspark.sql import functions as F
     import datetime as dt
 
     if classifier.features_fn is None:
@@ -106,12 +105,7 @@ def _score_quality(spark, settings, args, scored, classifier, staging, run_id):
            "classifier_handle": classifier.handle,
            "scored_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
            "run_id": run_id}
-    columns, partitions = tables.TABLES["quality"]
-    schema = ", ".join(f"`{name}` {kind}" for name, kind in columns + partitions)
-    frame = spark.createDataFrame([{name: row[name] for name, _ in columns + partitions}],
-                                  schema=schema)
-    tables.write_partitions(spark, settings, "quality", frame.withColumn(
-        "class_shares", F.col("class_shares")))
+    tables.write_partitions(spark, settings, "quality", tables.rows_frame(spark, "quality", [row]))
     return {key: scores[key] for key in ("frechet_distance", "classifier_score",
                                          "real_classifier_score", "kernel_distance",
                                          "largest_class_share", "mode_collapse",

@@ -97,12 +97,9 @@ def _record_metrics(spark, settings, store, run_id, run_uri):
     if not history:
         return
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    columns, partitions = tables.TABLES["training_metrics"]
-    rows = [{**{name: row.get(name) for name, _ in columns}, "recorded_at": now,
-             "run_id": run_id} for row in history]
-    schema = ", ".join(f"`{name}` {kind}" for name, kind in columns + partitions)
+    rows = [{**row, "recorded_at": now, "run_id": run_id} for row in history]
     tables.write_partitions(spark, settings, "training_metrics",
-                            spark.createDataFrame(rows, schema=schema))
+                            tables.rows_frame(spark, "training_metrics", rows))
 
 
 def main(argv=None):

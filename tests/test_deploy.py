@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -51,7 +50,8 @@ def env_archive(tmp_path_factory):
     output = tmp_path_factory.mktemp("env-archive") / "env.tar.gz"
     result = run_script(SCRIPTS / "package_env.sh", output, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
-    return output, json.loads(result.stdout.strip().splitlines()[-1])
+    yield output, json.loads(result.stdout.strip().splitlines()[-1])
+    output.unlink(missing_ok=True)  # 770 MB that pytest would otherwise keep
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +61,8 @@ def unpacked_env(env_archive, tmp_path_factory):
     folder.mkdir()
     subprocess.run(["tar", "-xzf", str(env_archive[0]), "-C", str(folder)], check=True,
                    timeout=600)
-    return folder
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_unpacked_env_interpreter_imports_the_project_and_its_dependencies(unpacked_env):
@@ -112,6 +113,7 @@ def test_code_change_is_packed_without_rebuilding_the_dependencies(env_archive, 
                              text=True, check=True, timeout=600).stdout.splitlines()
     assert any(name.endswith("site-packages/gan_lib/rehearsal_marker.py") for name in listing)
     assert any(name.endswith("site-packages/tensorflow/__init__.py") for name in listing)
+    (tmp_path / "env.tar.gz").unlink()
 
 
 def test_dependency_key_follows_the_pinned_versions(tmp_path):
