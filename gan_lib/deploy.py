@@ -404,6 +404,7 @@ def _build_dependency_layer(layer: Path, python: str, repo: Path) -> None:
         subprocess.run(pip + ["install", *constraints, str(source)], check=True)
     subprocess.run(pip + ["uninstall", "-y", "hdp-gan"], check=True)
 
+    # gzip level 1: 771 MB in 43 s on 2 cores, against 701 MB in 109 s at level 6.
     with gzip.GzipFile(building / "dependencies.tar.gz", mode="wb", compresslevel=1) as stream:
         archive = tarfile.TarFile(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT)
         for path in sorted(_walk(env)):

@@ -1,0 +1,88 @@
+"""Labelling throughput: the Spark label job against one TensorFlow process predicting in
+batches, on the same 10,000 images with the same classifier; and the executors' memory at
+10,000 and at 100,000 images.
+
+The Spark figure is the whole job (start-up, decoding, prediction, Hive writes, the quality
+scores against the real test split); the single process decodes the same PNG files with the
+same function and predicts in batches of 1,024 with the same threads in total (2).
+
+    python scripts/bench/label_throughput.py --root ROOT --classifier HANDLE --generator-run RUN
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, command_line, machine, run_measured, write_section  # noqa: E402
+
+SINGLE = """
+import sys, time, numpy as np, tensorflow as tf
+from pathlib import Path
+tf.config.threading.set_intra_op_parallelism_threads(2)
+from gan_lib import inference
+from gan_lib.images import DecodeSettings, decode_image
+classifier = inference.load_classifier(sys.argv[1])
+files = sorted(Path(sys.argv[2]).glob("*.png"))
+started = time.monotonic()
+decode = DecodeSettings(28, 1, min_size=1)
+for first in range(0, len(files), 1024):
+    batch = np.stack([decode_image(p.read_bytes(), decode) for p in files[first:first + 1024]])
+    classifier.predict(batch)
+print(len(files) / (time.monotonic() - started))
+"""
+
+
+def label_run(root, handle, run_id):
+    seconds, driver_mb, tree_mb, stdout = run_measured(
+        [sys.executable, "-m", "jobs.cli", "label", "--root", str(root), "--generated", run_id,
+         "--classifier", handle])
+    return seconds, tree_mb, json.loads(stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--classifier", required=True)
+    parser.add_argument("--generator-run", required=True)
+    args = parser.parse_args()
+    root = Path(args.root)
+    hdp_gan = [sys.executable, "-m", "jobs.cli"]
+    figures = {}
+    for count in (10_000, 100_000):
+        run_id = f"bench-generate-{count}"
+        if not (root / "runs" / run_id / "images").exists():
+            run_measured(hdp_gan + ["generate", "--root", str(root), "--generator-run",
+                                    args.generator_run, "--count", str(count), "--run-id", run_id])
+        seconds, tree_mb, summary = label_run(root, args.classifier, run_id)
+        figures[count] = (seconds, tree_mb, summary)
+        print(count, seconds, tree_mb, flush=True)
+    single = float(subprocess.run(
+        [sys.executable, "-c", SINGLE, args.classifier,
+         str(root / "runs" / "bench-generate-10000" / "images")],
+        cwd=REPO, capture_output=True, text=True, check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout.strip().splitlines()[-1])
+    spark_rate = 10_000 / figures[10_000][0]
+    write_section("label_throughput", "\n".join([
+        "## Labelling throughput: Spark job against one process",
+        "",
+        f"Command: `{command_line()}` ({machine()}).",
+        "",
+        "| run | images | images per second | ratio |",
+        "| --- | --- | --- | --- |",
+        f"| Spark label job, whole run (start-up, quality scores and Hive writes included) | "
+        f"10,000 | {spark_rate:.0f} | {spark_rate / single:.2f} |",
+        f"| one TensorFlow process, batches of 1,024, 2 threads, decode and predict only | "
+        f"10,000 | {single:.0f} | 1.00 |",
+        "",
+        f"Peak resident memory of the whole process tree (driver, executors, Python workers): "
+        f"{figures[10_000][1]:.0f} MB for 10,000 images, {figures[100_000][1]:.0f} MB for "
+        "100,000.",
+    ]))
+
+
+if __name__ == "__main__":
+    main()
