@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def train(train_images, train_labels, test_images, test_labels, num_classes: int,
-          epochs: int = 4, batch_size: int = 128, seed: int = 7, threads: int = 0):
+          epochs: int = 5, batch_size: int = 128, seed: int = 7, threads: int = 0):
     """Train the classifier; returns (model, test accuracy)."""
     import keras
     import tensorflow as tf

@@ -36,7 +36,7 @@ def build_parser():
     parser.add_argument("--epochs", type=common.positive_int, default=2, help="train: epochs")
     parser.add_argument("--max-images", type=common.non_negative_int, default=0,
                         help="train and train-classifier: first N images only (0: all)")
-    parser.add_argument("--classifier-epochs", type=common.positive_int, default=4,
+    parser.add_argument("--classifier-epochs", type=common.positive_int, default=5,
                         help="train-classifier: epochs")
     parser.add_argument("--classifier", default=None,
                         help="label: classifier handle (default: train one when missing)")

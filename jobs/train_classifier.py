@@ -17,7 +17,7 @@ from jobs import common
 def build_parser():
     parser = common.new_parser("train-classifier", __doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist", help="preprocessed dataset name")
-    parser.add_argument("--epochs", type=common.positive_int, default=4, help="training epochs")
+    parser.add_argument("--epochs", type=common.positive_int, default=5, help="training epochs")
     parser.add_argument("--batch-size", type=common.positive_int, default=128, help="batch size")
     parser.add_argument("--max-images", type=common.non_negative_int, default=0,
                         help="train on the first N images only (0: the whole train split)")

@@ -227,6 +227,29 @@ def test_deploy_oozie_uploads_the_whole_folder_and_prints_the_run_command(tmp_pa
     assert f"-config {REPO}/oozie/job.properties -run" in result.stdout
 
 
+def test_deploy_oozie_uploads_to_hdfs_through_webhdfs(tmp_path):
+    """An hdfs:// application path, reached through HDP_GAN_WEBHDFS_URL as on the sandbox,
+    against the loopback WebHDFS server of tests/webhdfs_server.py."""
+    from webhdfs_server import WebHdfsServer
+
+    archive = tmp_path / "env.tar.gz"
+    archive.write_bytes(b"stand-in archive")
+    namespace = tmp_path / "namespace"
+    namespace.mkdir()
+    with WebHdfsServer(namespace) as server:
+        result = run_script(SCRIPTS / "deploy_oozie.sh", "--env-archive", archive,
+                            env={"HDP_GAN_WEBHDFS_URL": server.url, "HADOOP_USER_NAME": "gan"})
+        operations = {op for _, op, _ in server.requests}
+    assert result.returncode == 0, result.stderr
+    uploaded = namespace / "user" / "gan" / "apps" / "hdp-gan"
+    assert (uploaded / "lib" / "train_dcgan.py").read_bytes() == \
+        (REPO / "jobs" / "train_dcgan.py").read_bytes()
+    assert (uploaded / "env.tar.gz").read_bytes() == b"stand-in archive"
+    assert {"CREATE", "RENAME"} <= operations
+    assert "deployed to hdfs://sandbox-hdp.hortonworks.com:8020/user/gan/apps/hdp-gan" \
+        in result.stdout
+
+
 def test_deploy_oozie_refuses_to_upload_without_an_archive(tmp_path):
     result = run_script(SCRIPTS / "deploy_oozie.sh", "--env-archive", tmp_path / "none.tar.gz",
                         "--app-path", (tmp_path / "app").as_uri())
