@@ -84,7 +84,7 @@ def test_a_worker_exception_fails_the_job_fast_with_its_own_message(fashion_root
 def test_too_few_executors_fails_before_training_starts(fashion_root, job):
     result = job("train", "--root", fashion_root, "--master", "local-cluster[1,1,2048]",
                  "--executors", "2", "--epochs", "1", *TRAIN_ARGS,
-                 env={"HDP_GAN_EXECUTOR_WAIT_S": "20"})
+                 env={"HDP_GAN_EXECUTOR_WAIT_S": "5"})
     assert result.code == 1
     assert "only 1 registered" in result.last_error_line
 
