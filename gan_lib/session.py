@@ -10,6 +10,7 @@ points at its own metastore with ``metastore_uri``, and separate processes can s
 Derby network server through ``metastore_jdbc_url``.
 """
 
+import dataclasses
 import logging
 import os
 import sys
@@ -161,6 +162,8 @@ def prepare_local_machine(settings: Settings) -> None:
     _log4j_file(state).write_text(LOG4J_PROPERTIES)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if launched_by_spark_submit():
+        return  # spark-submit has started the JVM from its own Spark home already
     os.environ["SPARK_HOME"] = str(_spark_home_under(state))
     os.environ["SPARK_LOG_DIR"] = str(state / "logs")
 
@@ -178,10 +181,24 @@ def _spark_home_under(state: Path) -> Path:
     return home
 
 
+def launched_by_spark_submit() -> bool:
+    """True when spark-submit started this Python process (its JVM is already running)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def build_session(settings: Settings, app_name: str, training: bool = False):
-    """Start (or join) the Spark session with Hive support for one job."""
+    """Start (or join) the Spark session with Hive support for one job.
+
+    Under ``spark-submit`` without ``--master`` on the job's own command line, the master
+    that spark-submit was given is kept (``yarn`` on a cluster).
+    """
+    from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
+    if launched_by_spark_submit() and not settings.master:
+        submitted = SparkConf().get("spark.master", None)
+        if submitted:
+            settings = dataclasses.replace(settings, master=submitted)
     conf = spark_conf(settings, app_name, training=training)
     if is_local(conf["spark.master"]):
         prepare_local_machine(settings)

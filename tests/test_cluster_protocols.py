@@ -17,6 +17,7 @@ from webhdfs_server import WebHdfsServer
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     base = tmp_path_factory.mktemp("cluster")
+    (base / "hdfs").mkdir()
     hdfs = WebHdfsServer(base / "hdfs").start()
     derby = DerbyNetworkServer(base / "derby").start()
     shared = ["--root", hdfs.webhdfs_uri("/user/gan"), "--metastore-jdbc-url", derby.jdbc_url,

@@ -304,7 +304,7 @@ def run_action(command, env, log: Path, timeout_s: float) -> tuple[int, dict | N
 @pytest.mark.skipif(os.environ.get("HDP_GAN_REHEARSAL") != "1",
                     reason="about 17 minutes on 2 cores; run with HDP_GAN_REHEARSAL=1")
 def test_rehearsal_runs_every_workflow_action_in_order_on_local_cluster(
-        env_archive, unpacked_env, tmp_path):
+        env_archive, unpacked_env, tmp_path, request):
     """Every Spark action of the assembled workflow, in workflow order, with its own
     spark-opts and arguments. Two things differ from YARN: the master is local-cluster, and
     the driver runs in client mode (Spark's standalone master cannot run Python drivers in
@@ -313,6 +313,7 @@ def test_rehearsal_runs_every_workflow_action_in_order_on_local_cluster(
     from test_oozie import evaluate_decision, sample_values, spark_opts
 
     app = deploy.assemble_app(tmp_path / "app", env_archive[0])
+    request.addfinalizer(lambda: (app / deploy.ENV_ARCHIVE_NAME).unlink(missing_ok=True))
     root = tmp_path / "root"
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     ingest = subprocess.run([sys.executable, "-m", "jobs.cli", "ingest", "--root", str(root),
