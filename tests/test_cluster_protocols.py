@@ -109,9 +109,9 @@ def test_readme_query_through_hiveserver2_with_beeline(hiveserver2, pipeline_on_
     run = pipeline_on_webhdfs["generate"]["run_id"]
     result = subprocess.run(
         [str(beeline), "-u", f"jdbc:hive2://127.0.0.1:{hiveserver2.port}", "-n", "analyst",
-         "--outputformat=csv2", "-e", README_QUERY.format(run=run)],
+         "--outputformat=csv2", "--silent=true", "-e", README_QUERY.format(run=run)],
         capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line and "," in line]
+    lines = [line.rsplit("> ", 1)[-1] for line in result.stdout.splitlines() if "," in line]
     assert lines[0] == "label,images,mean_confidence"
     assert sum(int(line.split(",")[1]) for line in lines[1:]) == 40
