@@ -29,7 +29,8 @@ def _wait_for(predicate, timeout_s, what):
 
 def _executor_pids(root):
     """PIDs of the executor JVMs started from this root's Spark home."""
-    listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True,
+                             text=True).stdout
     return [int(line.split()[0]) for line in listing.splitlines()
             if "CoarseGrainedExecutorBackend" in line and str(root) in line]
 

@@ -65,7 +65,8 @@ def test_resume_continues_from_the_last_checkpoint(trained, job):
 
 def _leftover_processes(root):
     """Processes that still run from this root's Spark work folders."""
-    listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True,
+                             text=True).stdout
     return [line for line in listing.splitlines() if str(root) in line]
 
 
