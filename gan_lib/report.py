@@ -262,10 +262,11 @@ def related_runs(rows: list[RunRow], run_id: str) -> RelatedRuns:
         related.dataset = related.train.lineage.get("dataset") \
             or related.train.parameters.get("dataset")
     else:
-        source = by_stage.get("preprocess") or by_stage.get("train-classifier") \
-            or by_stage.get("label")
-        related.dataset = (source.parameters.get("dataset") or source.lineage.get("dataset")
-                           or source.outputs.get("dataset"))
+        source = next((by_stage[stage] for stage in ("preprocess", "train-classifier", "label")
+                       if stage in by_stage), None)
+        related.dataset = source and (source.parameters.get("dataset")
+                                      or source.lineage.get("dataset")
+                                      or source.outputs.get("dataset"))
 
     if chosen_generates is None and related.train:
         chosen_generates = [row for row in rows if row.stage == "generate"
@@ -580,7 +581,7 @@ h3 { font-size: 1.05em; margin: 22px 0 8px; }
 table { border-collapse: collapse; margin: 8px 0 14px; font-size: 0.92em; }
 th, td { text-align: left; padding: 4px 12px 4px 0; border-bottom: 1px solid #eee;
          vertical-align: top; }
-th { color: #555; font-weight: 600; }
+th { color: #555; font-weight: 600; white-space: nowrap; }
 td.number, th.number { text-align: right; font-variant-numeric: tabular-nums; }
 td.number, td.whole { white-space: nowrap; }
 .row { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
@@ -781,7 +782,7 @@ def _training_section(related: RelatedRuns, facts: Facts, pictures: Pictures) ->
         if shown < pictures.sample_epochs:
             parts.append(f'<p class="note">{shown} of {pictures.sample_epochs} epochs, '
                          "evenly spread.</p>")
-        zoom = _zoom_for(pictures.samples[0], 240)
+        zoom = _zoom_for(pictures.samples[0], 320)
         parts.append(_side_by_side(
             [_figure(picture, "", zoom, pixels=True) for picture in pictures.samples]))
     else:

@@ -10,14 +10,14 @@ import json
 import sys
 
 from gan_lib import report, session
-from gan_lib.config import ConfigError
+from gan_lib.config import redact_url
 from jobs import common
 
 
 def build_parser():
     parser = common.new_parser("runs", __doc__.splitlines()[0])
-    parser.add_argument("--stage", default=None,
-                        help="only runs of this stage: " + ", ".join(report.STAGE_ORDER))
+    parser.add_argument("--stage", default=None, choices=report.STAGE_ORDER,
+                        help="only runs of this stage")
     parser.add_argument("--limit", type=common.positive_int, default=None,
                         help="print only the newest N runs (default: all)")
     parser.add_argument("--json", action="store_true", help="print runs as JSON lines")
@@ -25,9 +25,6 @@ def build_parser():
 
 
 def run(args, settings):
-    if args.stage is not None and args.stage not in report.STAGE_ORDER:
-        raise ConfigError(f"--stage {args.stage!r} is not a stage; use one of "
-                          + ", ".join(report.STAGE_ORDER))
     settings = report.table_reader_settings(settings)
     spark = session.build_session(settings, "hdp-gan runs")
     try:
@@ -42,8 +39,8 @@ def run(args, settings):
         print(report.runs_table(rows))
     else:
         which = f"{args.stage} runs" if args.stage else "runs"
-        print(f"no {which} recorded under {settings.root} (database {settings.database})",
-              file=sys.stderr)
+        print(f"no {which} recorded under {redact_url(settings.root)} "
+              f"(database {settings.database})", file=sys.stderr)
     sys.stdout.flush()
     return common.EXIT_OK
 

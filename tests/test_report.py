@@ -92,6 +92,15 @@ def test_report_of_a_generate_run_shows_that_run_and_its_train_run():
     assert related.labels[GENERATE_ID].stage == "label"
 
 
+def test_report_of_a_generate_run_whose_train_run_is_gone_says_so():
+    rows = [row for row in _history() if row.run_id != TRAIN_ID]
+    related = report.related_runs(rows, GENERATE_ID)
+    assert related.train is None
+    page = report.render_page(related, Facts(), Pictures(), dt.datetime(2026, 1, 2),
+                              "file:///r", "0.1.0")
+    assert "The training run this run came from is not in the runs table." in page
+
+
 def test_report_of_an_unknown_run_says_how_to_list_the_runs():
     with pytest.raises(ConfigError, match="hdp-gan runs"):
         report.related_runs(_history(), "train-nowhere")

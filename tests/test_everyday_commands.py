@@ -1,0 +1,187 @@
+"""Everyday commands: `hdp-gan runs` lists what ran, `hdp-gan config` shows what a stage would
+use, and the example configuration file documents every option truthfully."""
+
+import datetime as dt
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pyarrow.parquet as parquet
+
+from gan_lib import report
+from gan_lib.report import RunRow
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "hdp-gan.example.toml"
+# Per-run choices, not defaults: the example file leaves them out on purpose.
+NOT_IN_EXAMPLE = {("generate", "generator_run"), ("label", "generated"), ("label", "images"),
+                  ("label", "split"), ("train", "resume")}
+
+
+def _recorded_runs(root: Path) -> list[dict]:
+    folder = root / "warehouse" / "hdp_gan.db" / "runs"
+    return parquet.read_table(folder).to_pylist()
+
+
+# --- hdp-gan runs --------------------------------------------------------------------------
+
+def test_runs_lists_every_recorded_run_newest_first_and_filters_by_stage(fashion_root, job):
+    recorded = _recorded_runs(fashion_root)
+    assert any(row["stage"] == "preprocess" for row in recorded)
+
+    listing = job("runs", "--root", fashion_root)
+    assert listing.code == 0, listing.stderr[-3000:]
+    header, *lines = listing.stdout.strip().splitlines()
+    assert header.split() == ["stage", "run", "id", "status", "started", "(UTC)", "duration",
+                              "key", "figures"]
+    listed = [tuple(line.split()[:2]) for line in lines]
+    newest_first = sorted(recorded, key=lambda row: row["started_at"], reverse=True)
+    assert listed == [(row["stage"], row["run_id"]) for row in newest_first]
+    preprocess = next(line for line in lines if line.startswith("preprocess "))
+    assert "succeeded" in preprocess and "accepted 1200" in preprocess
+
+    only = job("runs", "--root", fashion_root, "--stage", "preprocess", "--json")
+    assert only.code == 0, only.stderr[-3000:]
+    runs = [json.loads(line) for line in only.stdout.splitlines()]
+    assert runs and {run["stage"] for run in runs} == {"preprocess"}
+    assert {run["run_id"] for run in runs} == {row["run_id"] for row in recorded
+                                              if row["stage"] == "preprocess"}
+    assert all(run["counts"]["accepted"] == 1200 for run in runs)
+
+
+def test_runs_refuses_an_unknown_stage_in_one_line(job):
+    result = job("runs", "--stage", "trian")
+    assert result.code == 2
+    assert "trian" in result.last_error_line and "Traceback" not in result.stderr
+
+
+def _run(stage, run_id, started, seconds, counts, status="succeeded", message=""):
+    return RunRow(stage=stage, run_id=run_id, status=status, started_at=started,
+                  finished_at=None, duration_s=seconds, counts=counts, parameters={},
+                  outputs={}, lineage={}, code_version="0.1.0", message=message)
+
+
+def test_run_table_columns_line_up_and_failed_runs_show_their_message():
+    start = dt.datetime(2026, 1, 1, 12, 0, 0)
+    rows = [_run("generate", "generate-1", start, 46.6, {"images": 500}),
+            _run("train", "train-long-run-id", start, 3725, {"epochs": 2},
+                 status="failed", message="diverged three times")]
+    lines = report.runs_table(rows).splitlines()
+    starts = [line.index("2026-01-01") for line in lines[1:]]
+    assert len(set(starts)) == 1 and lines[0].index("started") == starts[0]
+    assert "46.6s" in lines[1] and "1h 02m" in lines[2]
+    assert lines[2].endswith("epochs 2; diverged three times")
+
+
+# --- hdp-gan config ------------------------------------------------------------------------
+
+def _config_json(job, *args) -> dict:
+    result = job("config", "--json", *args)
+    assert result.code == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+def test_config_file_values_override_defaults_and_command_line_overrides_the_file(job,
+                                                                                  tmp_path):
+    path = tmp_path / "hdp-gan.toml"
+    path.write_text('database = "from_file"\nexecutors = 3\n[train]\nepochs = 7\n')
+    shown = _config_json(job, "--config", path, "--database", "from_command_line")
+    settings = shown["settings"]
+    assert settings["database"] == {"value": "from_command_line", "source": "command line"}
+    assert settings["executors"] == {"value": 3, "source": "file"}
+    assert settings["log_level"] == {"value": "INFO", "source": "default"}
+    assert shown["stages"]["train"]["epochs"] == {"value": 7, "source": "file"}
+    assert shown["stages"]["train"]["seed"] == {"value": 1234, "source": "default"}
+
+    text = job("config", "--config", path, "--database", "from_command_line", "--stage",
+               "train")
+    assert re.search(r'^database = "from_command_line" +# command line$', text.stdout, re.M)
+    assert re.search(r"^executors = 3 +# file$", text.stdout, re.M)
+    assert re.search(r"^epochs = 7 +# file$", text.stdout, re.M)
+
+
+def test_config_masks_passwords_in_spark_options_and_credentials_in_urls(job, tmp_path):
+    path = tmp_path / "secret.toml"
+    path.write_text(
+        'webhdfs_url = "http://alice:webhdfs-secret@namenode:9870"\n'
+        'metastore_jdbc_url = "jdbc:postgresql://hive:jdbc-secret@db:5432/metastore"\n'
+        '[spark]\n"spark.hadoop.javax.jdo.option.ConnectionPassword" = "spark-secret"\n'
+        '"spark.executor.memory" = "3g"\n')
+    for output in (job("config", "--config", path), job("config", "--config", path, "--json")):
+        assert output.code == 0, output.stderr[-2000:]
+        for secret in ("webhdfs-secret", "jdbc-secret", "spark-secret", "alice", "hive:"):
+            assert secret not in output.stdout + output.stderr, secret
+    shown = _config_json(job, "--config", path)
+    assert shown["settings"]["webhdfs_url"]["value"] == "http://***@namenode:9870"
+    assert shown["settings"]["metastore_jdbc_url"]["value"] == (
+        "jdbc:postgresql://***@db:5432/metastore")
+    spark = shown["spark"]
+    assert spark["spark.hadoop.javax.jdo.option.ConnectionPassword"]["value"] == "***"
+    assert spark["spark.executor.memory"]["value"] == "3g"
+
+
+def test_config_output_is_toml_that_reads_back_to_the_same_values(job, tmp_path):
+    path = tmp_path / "hdp-gan.toml"
+    path.write_text('executors = 3\n[generate]\ncount = 50\n')
+    result = job("config", "--config", path)
+    assert result.code == 0, result.stderr[-2000:]
+    document = tomllib.loads(result.stdout)
+    assert document["executors"] == 3 and document["generate"]["count"] == 50
+
+
+def test_config_refuses_a_key_its_stage_does_not_have(job, tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text("[train]\nepoch = 3\n")
+    result = job("config", "--config", path)
+    assert result.code == 2
+    assert "[train]" in result.last_error_line and "epoch" in result.last_error_line
+
+
+def test_config_warns_about_keys_no_stage_reads(job, tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text('databse = "x"\n[trian]\nepochs = 3\n')
+    result = job("config", "--config", path)
+    assert result.code == 0
+    assert "'databse' is not a setting" in result.stderr
+    assert "[trian] is not a stage" in result.stderr
+
+
+def _uncommented_example() -> str:
+    """The example file with every commented setting and table header switched on."""
+    setting = re.compile(r'^# ((?:[A-Za-z_][A-Za-z0-9_]*|"[^"]+") = .*)$')
+    table = re.compile(r"^# (\[[a-z-]+\])$")
+    lines = []
+    for line in EXAMPLE.read_text().splitlines():
+        match = setting.match(line) or table.match(line)
+        lines.append(match.group(1) if match else line)
+    return "\n".join(lines) + "\n"
+
+
+def test_example_configuration_changes_nothing_as_it_is():
+    assert tomllib.loads(EXAMPLE.read_text()) == {}
+
+
+def test_example_configuration_documents_every_option_with_its_default(job, tmp_path):
+    path = tmp_path / "example.toml"
+    text = _uncommented_example()
+    path.write_text(text)
+    document = tomllib.loads(text)
+    result = job("config", "--config", path, "--json")
+    assert result.code == 0, result.stderr[-2000:]
+    assert "warning" not in result.stderr, result.stderr
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    defaults = _config_json(job, "--config", empty)
+
+    for key, shown in defaults["settings"].items():
+        assert key in document, f"shared setting {key} is missing from the example"
+        if shown["value"] is not None and key != "root":
+            assert document[key] == shown["value"], key
+    for stage, options in defaults["stages"].items():
+        for key, shown in options.items():
+            if (stage, key) in NOT_IN_EXAMPLE:
+                continue
+            assert key in document.get(stage, {}), f"[{stage}] {key} is missing"
+            if shown["value"] is not None:
+                assert document[stage][key] == shown["value"], f"[{stage}] {key}"
