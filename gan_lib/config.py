@@ -11,7 +11,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 DEFAULT_DATABASE = "hdp_gan"
 DEFAULT_LOCAL_ROOT = "runs/default"
@@ -96,17 +96,13 @@ def _is_secret(key: str) -> bool:
     return any(word in key.lower() for word in SECRET_KEYS)
 
 
+_URL_CREDENTIALS = re.compile(r"//[^/@\s]+@")
+
+
 def redact_url(url: str) -> str:
-    """Remove a user name and password from a URL so that it can be logged."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
+    """Remove a user name and password from a URL (also one inside another, as in
+    ``jdbc:postgresql://user:pw@db/m``) so that it can be logged."""
+    return _URL_CREDENTIALS.sub("//***@", url)
 
 
 _SECRET_PAIR = re.compile(r"(?i)((?:password|passwd|token|secret)\s*[=:]\s*)[^;&\s,]+")

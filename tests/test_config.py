@@ -76,3 +76,8 @@ def test_password_pairs_in_jdbc_urls_are_masked():
                                   "keytab_password": "x", "nested": ["token=abc"]})
     assert "hunter2" not in str(masked) and "abc" not in str(masked)
     assert masked["keytab_password"] == "***"
+
+
+def test_credentials_inside_a_jdbc_url_are_removed():
+    assert config.redact_url("jdbc:postgresql://alice:pw@db:5432/m") == \
+        "jdbc:postgresql://***@db:5432/m"
