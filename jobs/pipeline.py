@@ -110,7 +110,8 @@ def run(args, settings):
             "duration_s": round(time.monotonic() - started, 1),
             "runs": {name: summary["run_id"] for name, summary in summaries.items()},
             "counts": {name: summary.get("counts", {}) for name, summary in summaries.items()},
-            "outputs": {**summaries["train"]["outputs"], **summaries["label"]["outputs"]}}
+            "outputs": {**summaries["train"]["outputs"], **summaries["label"]["outputs"],
+                        **summaries.get("report", {}).get("outputs", {})}}
 
 
 def _has_report_stage() -> bool:
