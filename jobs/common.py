@@ -150,6 +150,13 @@ def run_main(parser: ArgumentParser, section: str, body, argv=None) -> int:
     return run_body(parser, stage)
 
 
+def run_printing(parser: ArgumentParser, section: str, body, argv=None) -> int:
+    """For commands that print their own output instead of a stage's JSON line: parse, run
+    ``body(args, settings) -> exit code``, and turn errors into one line."""
+    args, settings = parse(parser, argv, section)
+    return run_body(parser, lambda: body(args, settings))
+
+
 def run_body(parser: ArgumentParser, body) -> int:
     """Run ``body() -> exit code``, turning errors into one line and an exit code.
 

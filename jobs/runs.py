@@ -46,9 +46,7 @@ def run(args, settings):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args, settings = common.parse(parser, argv, "runs")
-    return common.run_body(parser, lambda: run(args, settings))
+    return common.run_printing(build_parser(), "runs", run, argv)
 
 
 if __name__ == "__main__":

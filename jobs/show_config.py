@@ -179,9 +179,7 @@ def run(args, settings) -> int:
 
 
 def main(argv=None):
-    parser = build_parser()
-    args, settings = common.parse(parser, argv, "config")
-    return common.run_body(parser, lambda: run(args, settings))
+    return common.run_printing(build_parser(), "config", run, argv)
 
 
 if __name__ == "__main__":

@@ -45,9 +45,7 @@ def run(args, settings):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args, settings = common.parse(parser, argv, "sql")
-    return common.run_body(parser, lambda: run(args, settings))
+    return common.run_printing(build_parser(), "sql", run, argv)
 
 
 if __name__ == "__main__":
