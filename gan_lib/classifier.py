@@ -83,7 +83,8 @@ def export(model, class_names, destination: str, version: str, accuracy: float,
         os.makedirs(os.path.join(path, "assets"), exist_ok=True)
         with open(os.path.join(path, "assets", METADATA_FILE), "w") as handle:
             json.dump(metadata, handle, indent=2)
-        storage.open_storage(destination, settings).upload_dir(path, destination)
+        storage.open_storage(destination, settings).upload_dir(
+            path, destination, progress="export: classifier")
     logger.info("exported the classifier to %s", destination)
 
 

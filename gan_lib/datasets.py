@@ -23,6 +23,7 @@ import numpy as np
 
 from gan_lib import storage, tables
 from gan_lib.config import Settings, validate_name
+from gan_lib.progress import ProgressBar
 from gan_lib.runs import StageError
 
 logger = logging.getLogger(__name__)
@@ -99,11 +100,14 @@ def ingest_fashion_mnist(settings: Settings, dataset: str, source_dir: str,
                 path = Path(scratch, split, name, f"{split}-{index:05d}.png")
                 path.write_bytes(encode_png(images[index][:, :, None]))
 
-            with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-                list(pool.map(write, range(len(images)), chunksize=512))
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool, \
+                    ProgressBar(f"ingest: encoding {split}", len(images), unit="images") as bar:
+                for _ in pool.map(write, range(len(images)), chunksize=512):
+                    bar.advance()
             counts[split] = int(len(images))
             logger.info("ingest: wrote %d %s images", len(images), split)
-        storage.open_storage(target, settings).upload_dir(scratch, target)
+        storage.open_storage(target, settings).upload_dir(scratch, target,
+                                                          progress="ingest: publishing")
     return counts
 
 

@@ -203,7 +203,8 @@ def upload_app(app_dir, destination_uri: str) -> None:
                         hdfs_user=os.environ.get("HADOOP_USER_NAME", ""),
                         kerberos=os.environ.get("HDP_GAN_KERBEROS", "") == "1")
     started = time.monotonic()
-    storage.open_storage(settings.root, settings).upload_dir(app_dir, settings.root)
+    storage.open_storage(settings.root, settings).upload_dir(app_dir, settings.root,
+                                                             progress="deploy: uploading")
     logger.info("uploaded %s to %s in %.0f s", app_dir, settings.root,
                 time.monotonic() - started)
 

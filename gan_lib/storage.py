@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from gan_lib.config import ConfigError, redact_url
+from gan_lib.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,34 @@ def open_storage(uri: str, settings=None) -> "Storage":
     raise ConfigError(f"no storage for {redact_url(uri)!r}; use file://, hdfs:// or webhdfs://")
 
 
+def check_root(settings, create: bool) -> None:
+    """Fail in one line, before any Spark work, when the root is not there.
+
+    Stages that start a project (``create``) make the root folder itself, but not its missing
+    parents: a mistyped path fails instead of growing a new tree somewhere unexpected. Stages
+    that read what earlier stages wrote need the root to exist.
+    """
+    root = settings.root
+    store = open_storage(root, settings)
+    if store.exists(root):
+        if not store.is_dir(root):
+            raise ConfigError(f"--root {redact_url(root)} is a file; give a folder")
+        return
+    if not create:
+        raise ConfigError(f"--root {redact_url(root)} does not exist; check the path, or start "
+                          "the project there with hdp-gan ingest or hdp-gan pipeline")
+    split = urlsplit(root)
+    parent = urlunsplit(split._replace(path=posixpath.dirname(split.path.rstrip("/")) or "/"))
+    if not store.exists(parent):
+        raise ConfigError(f"--root {redact_url(root)} does not exist and neither does its "
+                          f"parent {redact_url(parent)}; check the path, or create the parent "
+                          "first (mkdir -p, or hdfs dfs -mkdir -p on a cluster)")
+    try:
+        store.makedirs(root)
+    except StorageError as error:
+        raise ConfigError(f"--root {redact_url(root)} cannot be created: {error}") from error
+
+
 class Storage:
     """The operations the project needs; every path argument is a URI."""
 
@@ -96,8 +125,11 @@ class Storage:
         """Delete a file or folder; a missing path is not an error."""
         raise NotImplementedError
 
-    def upload_dir(self, local_dir: str | Path, uri: str) -> None:
-        """Copy a local folder to ``uri`` atomically, replacing what was there."""
+    def upload_dir(self, local_dir: str | Path, uri: str, progress: str | None = None) -> None:
+        """Copy a local folder to ``uri`` atomically, replacing what was there.
+
+        With ``progress`` set, a progress bar under that label counts the files copied.
+        """
         raise NotImplementedError
 
     def download_dir(self, uri: str, local_dir: str | Path) -> None:
@@ -183,15 +215,25 @@ class LocalStorage(Storage):
         elif path.exists() or path.is_symlink():
             path.unlink()
 
-    def upload_dir(self, local_dir, uri):
+    def upload_dir(self, local_dir, uri, progress=None):
         target = local_path(uri)
         staging = local_path(_temporary_sibling(uri))
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(local_dir, staging)
+        with _file_progress(local_dir, progress) as bar:
+            def copy(source, destination):
+                shutil.copy2(source, destination)
+                bar.advance()
+            shutil.copytree(local_dir, staging, copy_function=copy)
         _swap_into_place(self, staging.as_uri(), uri)
 
     def download_dir(self, uri, local_dir):
         shutil.copytree(local_path(uri), local_dir, dirs_exist_ok=True)
+
+
+def _file_progress(local_dir, label: str | None) -> ProgressBar:
+    """A bar counting the files under ``local_dir``, or a silent one when ``label`` is None."""
+    total = sum(len(files) for _, _, files in os.walk(local_dir)) if label else 0
+    return ProgressBar(label or "", total)
 
 
 def _swap_into_place(storage: Storage, staging: str, uri: str) -> None:
@@ -312,10 +354,15 @@ class WebHdfsStorage(Storage):
         self._retry("delete", uri,
                     lambda: self.client.delete(self._path(uri), recursive=recursive))
 
-    def upload_dir(self, local_dir, uri):
+    def upload_dir(self, local_dir, uri, progress=None):
         staging = _temporary_sibling(uri)
-        self._retry("upload to", staging, lambda: self.client.upload(
-            self._path(staging), str(local_dir), overwrite=True, n_threads=1))
+        with _file_progress(local_dir, progress) as bar:
+            def file_done(_path, transferred):
+                if transferred == -1:
+                    bar.advance()
+            self._retry("upload to", staging, lambda: self.client.upload(
+                self._path(staging), str(local_dir), overwrite=True, n_threads=1,
+                progress=file_done))
         _swap_into_place(self, staging, uri)
 
     def download_dir(self, uri, local_dir):

@@ -456,7 +456,8 @@ def export_generator(trainer: GanTrainer, options: TrainOptions, store) -> None:
     with tempfile.TemporaryDirectory(prefix="export-") as folder:
         path = os.path.join(folder, "generator")
         tf.saved_model.save(module, path, signatures={"serving_default": module.generate})
-        store.upload_dir(path, storage.join(options.run_uri, "generator"))
+        store.upload_dir(path, storage.join(options.run_uri, "generator"),
+                         progress="export: generator")
     logger.info("exported the generator to %s", storage.join(options.run_uri, "generator"))
 
 
