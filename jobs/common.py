@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from gan_lib import config
+from gan_lib import config, storage
 from gan_lib.config import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -139,22 +139,34 @@ def emit(summary: dict) -> None:
     print(json.dumps(summary, sort_keys=True, default=str), flush=True)
 
 
-def run_main(parser: ArgumentParser, section: str, body, argv=None) -> int:
-    """Parse, run ``body(args, settings) -> summary dict``, print the JSON line, return a code."""
+def run_main(parser: ArgumentParser, section: str, body, argv=None, root: str = "existing"):
+    """Parse, run ``body(args, settings) -> summary dict``, print the JSON line, return a code.
+
+    ``root`` says what the stage needs of the storage root: ``"existing"`` (it reads what
+    earlier stages wrote) or ``"create"`` (it may start a project in a new folder).
+    """
     args, settings = parse(parser, argv, section)
 
     def stage():
+        storage.check_root(settings, create=root == "create")
         summary = body(args, settings)
         emit(summary)
         return EXIT_OK if summary.get("status", "succeeded") == "succeeded" else EXIT_FAILED
     return run_body(parser, stage)
 
 
-def run_printing(parser: ArgumentParser, section: str, body, argv=None) -> int:
+def run_printing(parser: ArgumentParser, section: str, body, argv=None,
+                 root: str | None = "existing") -> int:
     """For commands that print their own output instead of a stage's JSON line: parse, run
-    ``body(args, settings) -> exit code``, and turn errors into one line."""
+    ``body(args, settings) -> exit code``, and turn errors into one line. ``root`` is as for
+    ``run_main``, or None for commands that do not touch the root."""
     args, settings = parse(parser, argv, section)
-    return run_body(parser, lambda: body(args, settings))
+
+    def command():
+        if root:
+            storage.check_root(settings, create=root == "create")
+        return body(args, settings)
+    return run_body(parser, command)
 
 
 def run_body(parser: ArgumentParser, body) -> int:

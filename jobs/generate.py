@@ -65,7 +65,7 @@ def run(args, settings):
 
 
 def main(argv=None):
-    return common.run_main(build_parser(), "generate", run, argv)
+    return common.run_main(build_parser(), "generate", run, argv, root="create")
 
 
 if __name__ == "__main__":

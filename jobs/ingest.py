@@ -30,7 +30,7 @@ def run(args, settings):
 
 
 def main(argv=None):
-    return common.run_main(build_parser(), "ingest", run, argv)
+    return common.run_main(build_parser(), "ingest", run, argv, root="create")
 
 
 if __name__ == "__main__":

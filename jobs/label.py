@@ -120,7 +120,7 @@ def _generator_run(spark, settings, run_id):
 
 
 def main(argv=None):
-    return common.run_main(build_parser(), "label", run, argv)
+    return common.run_main(build_parser(), "label", run, argv, root="create")
 
 
 if __name__ == "__main__":

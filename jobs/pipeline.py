@@ -120,7 +120,7 @@ def _has_report_stage() -> bool:
 
 
 def main(argv=None):
-    return common.run_main(build_parser(), "pipeline", run, argv)
+    return common.run_main(build_parser(), "pipeline", run, argv, root="create")
 
 
 if __name__ == "__main__":

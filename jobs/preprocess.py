@@ -49,7 +49,7 @@ def run(args, settings):
 
 
 def main(argv=None):
-    return common.run_main(build_parser(), "preprocess", run, argv)
+    return common.run_main(build_parser(), "preprocess", run, argv, root="create")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def build_parser():
 
 
 def _stage_names() -> list[str]:
-    return [name for name in cli.available() if name != "config"]
+    return [name for name in cli.SUBCOMMANDS if name != "config"]
 
 
 def effective(args, file_values: dict, settings: config.Settings) -> dict:
@@ -69,7 +69,7 @@ def effective(args, file_values: dict, settings: config.Settings) -> dict:
 
 def _stage_values(stage: str, file_values: dict) -> dict:
     """A stage's options: the file's value where it sets one, else the stage's default."""
-    module = importlib.import_module(f"jobs.{cli.available()[stage][0]}")
+    module = importlib.import_module(f"jobs.{cli.SUBCOMMANDS[stage][0]}")
     actions = [action for action in module.build_parser()._actions if action.option_strings
                and action.dest not in NOT_STAGE_OPTIONS]
     options = {action.dest: action for action in actions if action.help != argparse.SUPPRESS}
@@ -179,7 +179,7 @@ def run(args, settings) -> int:
 
 
 def main(argv=None):
-    return common.run_printing(build_parser(), "config", run, argv)
+    return common.run_printing(build_parser(), "config", run, argv, root=None)
 
 
 if __name__ == "__main__":

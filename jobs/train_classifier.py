@@ -71,7 +71,7 @@ def _publish(source: str, destination: str, settings) -> None:
 
 
 def main(argv=None):
-    return common.run_main(build_parser(), "train-classifier", run, argv)
+    return common.run_main(build_parser(), "train-classifier", run, argv, root="create")
 
 
 if __name__ == "__main__":

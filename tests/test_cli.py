@@ -54,6 +54,31 @@ def test_root_with_unknown_scheme_fails_in_one_line(job):
     assert "s3" in result.last_error_line and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", [["runs"], ["sql", "SELECT 1"], ["train"], ["report", "x"]])
+def test_stages_that_read_the_root_refuse_one_that_does_not_exist(job, tmp_path, command):
+    missing = tmp_path / "no-such-root"
+    result = job(*command[:1], "--root", missing, *command[1:])
+    assert result.code == 2
+    assert f"--root {missing.as_uri()} does not exist" in result.last_error_line
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not missing.exists()
+
+
+def test_a_new_root_is_created_only_under_an_existing_parent(job, tmp_path):
+    typo = tmp_path / "no-such-parent" / "root"
+    result = job("ingest", "--root", typo, "--limit", "1")
+    assert result.code == 2
+    assert "neither does its parent" in result.last_error_line
+    assert not typo.parent.exists()
+
+
+def test_a_root_that_is_a_file_is_refused(job, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = job("runs", "--root", tmp_path / "file")
+    assert result.code == 2
+    assert "is a file; give a folder" in result.last_error_line
+
+
 def test_usage_lists_every_subcommand():
     text = cli.usage()
     for name in cli.SUBCOMMANDS:
