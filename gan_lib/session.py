@@ -11,6 +11,7 @@ Derby network server through ``metastore_jdbc_url``.
 """
 
 import dataclasses
+import fcntl
 import logging
 import os
 import sys
@@ -18,8 +19,14 @@ from pathlib import Path
 
 from gan_lib import storage
 from gan_lib.config import Settings
+from gan_lib.runs import StageError
 
 logger = logging.getLogger(__name__)
+
+
+class MetastoreBusy(StageError):
+    """Another process holds the embedded metastore."""
+
 
 DERBY_CLIENT_JARS = ("/usr/share/java/derbyclient.jar",)
 ARROW_BATCH_ROWS = 1024
@@ -108,6 +115,32 @@ def metastore_jdbc_url(settings: Settings) -> str:
     return f"jdbc:derby:;databaseName={database};create=true"
 
 
+def check_metastore_free(settings: Settings) -> None:
+    """Fail in one line when another process has the embedded metastore open.
+
+    Embedded Derby lets one process open a database at a time and holds an exclusive lock on
+    ``dbex.lck`` while it does; without this check Spark fails much later with a long chain of
+    Hive errors. Metastores given by URL or URI are shared by design and not checked.
+    """
+    if settings.metastore_jdbc_url or settings.metastore_uri:
+        return
+    lock = settings.local_state_dir / "metastore_db" / "dbex.lck"
+    try:
+        handle = open(lock, "r+b")
+    except OSError:
+        return  # no database yet, or nothing to lock: Derby will create it
+    with handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise MetastoreBusy(
+                f"the embedded metastore {lock.parent} is in use by another process (a running "
+                "job, hdp-gan sql-server or a pyspark shell on this root); Derby serves one "
+                "process at a time: wait for it to finish, or give every process a shared "
+                "metastore with --metastore-jdbc-url") from None
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
 def _local_conf(settings: Settings, state: Path) -> dict:
     executor_memory = max(512, settings.executor_memory_mb - 512)
     java_options = f"-Dderby.system.home={state} -Dlog4j2.configurationFile={_log4j_file(state)}"
@@ -192,7 +225,7 @@ def build_session(settings: Settings, app_name: str, training: bool = False):
     Under ``spark-submit`` without ``--master`` on the job's own command line, the master
     that spark-submit was given is kept (``yarn`` on a cluster).
     """
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     if launched_by_spark_submit() and not settings.master:
@@ -202,6 +235,8 @@ def build_session(settings: Settings, app_name: str, training: bool = False):
     conf = spark_conf(settings, app_name, training=training)
     if is_local(conf["spark.master"]):
         prepare_local_machine(settings)
+    if SparkContext._gateway is None:  # this process's JVM may hold the metastore itself
+        check_metastore_free(settings)
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -218,6 +253,8 @@ def thrift_server_command(settings: Settings, port: int, host: str = "127.0.0.1"
     conf = spark_conf(settings, "hdp-gan thrift server")
     conf.pop("spark.app.name")
     master = conf.pop("spark.master")
+    if is_local(master):
+        prepare_local_machine(settings)
     command = [str(Path(os.environ.get("SPARK_HOME", Path(pyspark.__file__).parent),
                         "bin", "spark-submit")),
                "--master", master, "--class",

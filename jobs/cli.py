@@ -2,7 +2,6 @@
 ``spark-submit jobs/<module>.py`` with the same arguments."""
 
 import importlib
-import importlib.util
 import sys
 
 from jobs.common import EXIT_USAGE
@@ -17,8 +16,7 @@ SUBCOMMANDS = {
     "label": ("label", "label images with a TF Hub classifier and score their quality"),
     "pipeline": ("pipeline", "run every stage in order"),
     "sql": ("sql", "run a query against the project's Hive metastore"),
-}
-EXTRA_SUBCOMMANDS = {
+    "sql-server": ("sql_server", "serve the project's tables to beeline and JDBC clients"),
     "report": ("report", "write the HTML report of a run"),
     "runs": ("runs", "list runs with their status and key figures"),
     "config": ("show_config", "print the effective configuration, secrets masked"),
@@ -28,17 +26,9 @@ EXTRA_SUBCOMMANDS = {
 def usage() -> str:
     lines = ["usage: hdp-gan SUBCOMMAND [options]   (hdp-gan SUBCOMMAND --help for its options)",
              "", "subcommands:"]
-    for name, (_, text) in available().items():
+    for name, (_, text) in SUBCOMMANDS.items():
         lines.append(f"  {name:<18}{text}")
     return "\n".join(lines)
-
-
-def available() -> dict:
-    commands = dict(SUBCOMMANDS)
-    for name, (module, text) in EXTRA_SUBCOMMANDS.items():
-        if importlib.util.find_spec(f"jobs.{module}") is not None:
-            commands[name] = (module, text)
-    return commands
 
 
 def main(argv=None) -> int:
@@ -47,7 +37,7 @@ def main(argv=None) -> int:
         print(usage())
         return 0 if argv else EXIT_USAGE
     name, rest = argv[0], argv[1:]
-    commands = available()
+    commands = SUBCOMMANDS
     if name not in commands:
         print(f"hdp-gan: error: unknown subcommand {name!r}; choose from "
               f"{', '.join(commands)} (see hdp-gan --help)", file=sys.stderr)

@@ -5,8 +5,11 @@ Thrift server (a HiveServer2 endpoint for beeline and PyHive)."""
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
 
 DERBY_JARS = ("/usr/share/java/derbynet.jar", "/usr/share/java/derby.jar",
               "/usr/share/java/derbytools.jar", "/usr/share/java/derbyclient.jar")
@@ -65,18 +68,18 @@ class DerbyNetworkServer:
 
 
 class ThriftServer:
-    """Spark's HiveServer2-compatible Thrift server over the project's metastore."""
+    """``hdp-gan sql-server``: Spark's HiveServer2-compatible Thrift server over the project's
+    metastore, started with the product's own command and the given shared options."""
 
-    def __init__(self, settings, log_path: Path):
-        self.settings, self.port, self.log_path, self.process = settings, free_port(), log_path, None
+    def __init__(self, options: list, log_path: Path):
+        self.options, self.port, self.log_path, self.process = options, free_port(), log_path, None
 
     def start(self):
-        from gan_lib import session
-        session.prepare_local_machine(self.settings)
-        command = session.thrift_server_command(self.settings, self.port)
+        command = [sys.executable, "-m", "jobs.cli", "sql-server", *map(str, self.options),
+                   "--port", str(self.port)]
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
+                                        cwd=REPO, env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
         wait_for_port(self.port, 240, self.process)
         return self
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from conftest import run_job
-from gan_lib.config import Settings
 from services import DerbyNetworkServer, ThriftServer
 from webhdfs_server import WebHdfsServer
 
@@ -75,10 +74,10 @@ def test_separate_processes_share_one_metastore(cluster, pipeline_on_webhdfs):
 
 @pytest.fixture(scope="module")
 def hiveserver2(cluster, pipeline_on_webhdfs):
-    settings = Settings(root=cluster["hdfs"].webhdfs_uri("/user/gan"),
-                        metastore_jdbc_url=cluster["derby"].jdbc_url,
-                        state_dir=str(cluster["base"] / "thrift-state"), executors=1)
-    server = ThriftServer(settings, cluster["base"] / "thrift.log").start()
+    options = ["--root", cluster["hdfs"].webhdfs_uri("/user/gan"),
+               "--metastore-jdbc-url", cluster["derby"].jdbc_url,
+               "--state-dir", cluster["base"] / "thrift-state", "--executors", 1]
+    server = ThriftServer(options, cluster["base"] / "thrift.log").start()
     yield server
     server.stop()
 

@@ -1,0 +1,77 @@
+"""Serve the project's tables to beeline and JDBC/ODBC clients (the HiveServer2 protocol).
+
+    hdp-gan sql-server --root /data/gan --port 10000
+    beeline -u jdbc:hive2://127.0.0.1:10000/hdp_gan -e "SELECT count(*) FROM labels"
+
+Starts Spark's Thrift server (it ships with pyspark) over the project's metastore and
+warehouse, in the foreground until Ctrl-C. On a cluster with its own HiveServer2, point
+beeline at that instead: the tables are registered in the cluster's metastore.
+
+The embedded metastore (Derby, the default) serves one process at a time: while this server
+runs, other jobs on the same root wait for it to stop. Give --metastore-jdbc-url to share a
+metastore between the server and running jobs.
+"""
+
+import errno
+import signal
+import socket
+import subprocess
+import sys
+
+from gan_lib import session
+from gan_lib.config import ConfigError
+from jobs import common
+
+
+def build_parser():
+    parser = common.new_parser("sql-server", __doc__.splitlines()[0])
+    parser.add_argument("--port", type=common.positive_int, default=10000,
+                        help="port for HiveServer2 clients (default 10000)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only; the "
+                             "server has no authentication, so expose it only behind one)")
+    return parser
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail in one line when something already listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is in use (another HiveServer2 or Thrift server?); "
+                    f"stop it (ss -ltnp 'sport = :{port}' shows which process) or pass "
+                    "--port with a free one") from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+def run(args, settings):
+    check_port_free(args.host, args.port)
+    session.check_metastore_free(settings)
+    command = session.thrift_server_command(settings, args.port, args.host)
+    url = f"jdbc:hive2://{args.host}:{args.port}/{settings.database}"
+    print(f"serving {settings.database} on {url} (Ctrl-C stops); "
+          f"try: beeline -u {url} -e 'SHOW TABLES'", file=sys.stderr, flush=True)
+    server = subprocess.Popen(command)
+    stopping = []
+
+    def stop(signum, frame):
+        stopping.append(signum)
+        server.terminate()
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:
+        stop(signal.SIGINT, None)
+        code = server.wait(timeout=60)
+    return 0 if stopping else code
+
+
+def main(argv=None):
+    return common.run_printing(build_parser(), "sql-server", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

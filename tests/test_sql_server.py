@@ -1,0 +1,58 @@
+"""hdp-gan sql-server on the embedded default: beeline-compatible clients reach the project's
+tables, and what people hit in practice (a port in use, the embedded metastore held by the
+server) fails in one line that says what to do."""
+
+import collections
+import socket
+
+import pytest
+from pyarrow import dataset
+
+from services import ThriftServer, free_port
+
+
+@pytest.fixture(scope="module")
+def served_root(fashion_root, tmp_path_factory):
+    """The fashion root's embedded metastore, served by hdp-gan sql-server."""
+    log = tmp_path_factory.mktemp("sql-server") / "server.log"
+    server = ThriftServer(["--root", fashion_root, "--executors", 1], log).start()
+    yield fashion_root, server
+    server.stop()
+
+
+def test_sql_server_answers_hiveserver2_clients_from_the_embedded_metastore(served_root):
+    from pyhive import hive
+
+    root, server = served_root
+    stored = dataset.dataset(root / "warehouse" / "hdp_gan.db" / "images",
+                             partitioning="hive").to_table(columns=["split"])
+    wanted = sorted(collections.Counter(stored.column("split").to_pylist()).items())
+    connection = hive.connect(host="127.0.0.1", port=server.port, auth="NONE",
+                              username="analyst", database="hdp_gan")
+    cursor = connection.cursor()
+    cursor.execute("SELECT split, count(*) FROM images GROUP BY split ORDER BY split")
+    rows = cursor.fetchall()
+    connection.close()
+    assert rows == wanted and len(wanted) == 2
+
+
+def test_a_job_on_a_root_whose_embedded_metastore_is_held_fails_in_one_line(served_root, job):
+    root, _ = served_root
+    result = job("sql", "--root", root, "SELECT 1")
+    assert result.code == 1
+    assert "embedded metastore" in result.last_error_line
+    assert "in use by another process" in result.last_error_line
+    assert "--metastore-jdbc-url" in result.last_error_line
+    assert "Traceback" not in result.stderr
+
+
+def test_sql_server_refuses_a_port_in_use_in_one_line(job, tmp_path):
+    port = free_port()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        result = job("sql-server", "--root", tmp_path, "--port", port)
+    assert result.code == 2
+    assert f"port {port} on 127.0.0.1 is in use" in result.last_error_line
+    assert "--port" in result.last_error_line
+    assert not (tmp_path / "_local" / "metastore_db").exists()
