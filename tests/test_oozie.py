@@ -54,14 +54,13 @@ EL_FUNCTIONS = {
 EL_TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|([A-Za-z_][\w.]*(?::[A-Za-z_]\w*)?)(\s*\()?")
 
 
-# --- locating the shared schemas ---------------------------------------------------------
+# --- locating the schemas ----------------------------------------------------------------
 
 def schema_dir() -> Path:
-    """``../shared/oozie-xsd`` beside the repository (the checkout and CI's clone alike)."""
-    folder = REPO.parent / "shared" / "oozie-xsd"
+    """Oozie's own schema files, kept with the tests (``tests/oozie-xsd``)."""
+    folder = REPO / "tests" / "oozie-xsd"
     if not (folder / "oozie-workflow-1.0.xsd").is_file():
-        pytest.fail(f"Oozie's XML schemas are missing: expected {folder} (shared/oozie-xsd "
-                    "beside the repository folder); the Oozie tests cannot run without them")
+        pytest.fail(f"Oozie's XML schemas are missing from {folder}; restore them from git")
     return folder
 
 
