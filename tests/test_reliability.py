@@ -18,12 +18,12 @@ def _start_job(*args):
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(predicate, timeout_s, what):
+def _wait_for(predicate, timeout_s, what, poll_s=1.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(1)
+        time.sleep(poll_s)
     raise AssertionError(f"{what} did not happen within {timeout_s} s")
 
 
@@ -126,3 +126,83 @@ def test_two_runs_at_once_on_one_root_and_metastore_do_not_interfere(tmp_path):
         rows = parquet.read_table(tmp_path / "root" / "warehouse" / "hdp_gan.db" / "images" /
                                   f"dataset={name}").to_pylist()
         assert len(rows) == 120
+
+
+def _kill_driver(process, state_dir):
+    """Kill a job's driver as a lost machine would: the Python process, then every JVM and
+    executor started from its state folder, with no chance to clean up."""
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    subprocess.run(["pkill", "-9", "-f", str(state_dir)], check=False)
+    _wait_for(lambda: not _processes_under(state_dir), 60, "the killed job's processes to go")
+
+
+def _processes_under(state_dir):
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True,
+                             text=True).stdout
+    return [line for line in listing.splitlines()
+            if str(state_dir) in line and "ps -ww" not in line]
+
+
+def _hidden_leftovers(folder):
+    """Temporary files and folders that readers could trip over."""
+    return [path for path in folder.rglob("*") if path.name.endswith(".tmp")
+            or path.name.startswith((".spark-staging", "_temporary"))]
+
+
+def test_killed_training_driver_then_resume_gives_each_epoch_once(fashion_root, job):
+    run_id = "train-driver-kill"
+    run = fashion_root / "runs" / run_id
+    process = _start_job("train", "--root", fashion_root, "--run-id", run_id, "--epochs", "40",
+                         *TRAIN_ARGS)
+    try:
+        _wait_for(lambda: (run / "checkpoints" / "latest.json").exists(), 600,
+                  "a first checkpoint")
+    finally:
+        _kill_driver(process, fashion_root / "_local")
+
+    saved = json.loads((run / "checkpoints" / "latest.json").read_text())["progress"]
+    epochs = saved["epoch"] + 1
+    resumed = job("train", "--root", fashion_root, "--resume", run_id, "--epochs", epochs,
+                  *TRAIN_ARGS)
+    assert resumed.code == 0, resumed.stderr[-3000:]
+
+    warehouse = fashion_root / "warehouse" / "hdp_gan.db"
+    metrics = parquet.read_table(warehouse / "training_metrics" / f"run_id={run_id}").to_pylist()
+    assert sorted(row["epoch"] for row in metrics) == list(range(1, epochs + 1))
+    runs = [row for row in parquet.read_table(warehouse / "runs").to_pylist()
+            if row["run_id"] == run_id]
+    assert [row["status"] for row in runs] == ["succeeded"]
+    assert (run / "generator" / "saved_model.pb").exists()
+    assert _hidden_leftovers(run) == [] and _hidden_leftovers(warehouse) == []
+
+
+def test_killed_labelling_driver_then_rerun_gives_the_rows_of_a_clean_run(
+        fashion_root, classifier_handle, job):
+    run_id = "label-driver-kill"
+    labels = fashion_root / "warehouse" / "hdp_gan.db" / "labels"
+    process = _start_job("label", "--root", fashion_root, "--classifier", classifier_handle,
+                         "--split", "train", "--run-id", run_id)
+    try:
+        _wait_for(lambda: (fashion_root / "runs" / run_id / "staging").exists(), 300,
+                  "scoring to start", poll_s=0.2)
+    finally:
+        _kill_driver(process, fashion_root / "_local")
+
+    rerun = job("label", "--root", fashion_root, "--classifier", classifier_handle, "--split",
+                "train", "--run-id", run_id)
+    assert rerun.code == 0, rerun.stderr[-3000:]
+    clean = job("label", "--root", fashion_root, "--classifier", classifier_handle, "--split",
+                "train", "--run-id", "label-clean")
+    assert clean.code == 0, clean.stderr[-3000:]
+
+    def rows(run):
+        table = parquet.read_table(labels / f"run_id={run}").to_pylist()
+        return sorted((row["image_id"], row["label"], round(row["confidence"], 5))
+                      for row in table)
+    after_kill, clean_rows = rows(run_id), rows("label-clean")
+    assert after_kill == clean_rows
+    assert len({row[0] for row in after_kill}) == len(after_kill) == rerun.summary["counts"][
+        "labelled"]
+    assert not (fashion_root / "runs" / run_id / "staging").exists()
+    assert _hidden_leftovers(labels) == []
