@@ -44,7 +44,23 @@ REJECT_REASONS = {
     "too_large": "the image has more pixels than allowed (a possible decompression bomb)",
     "too_small": "the shorter side of the image is below the allowed minimum",
     "unsupported_mode": "the pixel format cannot be turned into grayscale or RGB",
+    "outside_input": "the file is a symbolic link to a file outside the input folder",
 }
+
+def _looks_like(data: bytes) -> str:
+    """What a non-image file seems to be, without copying its content into the rejects table
+    (which more people may read than the input folder)."""
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "it looks like an HTML page, perhaps an error page saved under an image name"
+    if head.startswith((b"<?xml", b"<svg")):
+        return "it looks like XML or SVG; SVG drawings must be rendered to PNG first"
+    try:
+        data[:512].decode("utf-8")
+        return "it looks like text"
+    except UnicodeDecodeError:
+        return "it holds binary data of no known image format"
+
 
 # How each format detect_format recognises is written for people; Pillow's own name for it
 # is the key in capitals.
@@ -179,9 +195,9 @@ def decode_image(data: bytes, settings: DecodeSettings) -> np.ndarray:
     image_format = detect_format(data)
     if image_format is None:
         raise ImageRejected("not_an_image", f"the file does not start like a PNG, JPEG, GIF, "
-                                            f"BMP, WebP or TIFF image (it starts with "
-                                            f"{data[:16]!r}); convert it to one of these "
-                                            f"formats or remove it from the input")
+                                            f"BMP, WebP or TIFF image ({_looks_like(data)}); "
+                                            f"convert it to one of these formats or remove it "
+                                            f"from the input")
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)

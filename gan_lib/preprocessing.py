@@ -13,8 +13,10 @@ The job checks ``files seen = accepted + rejected + duplicates`` before it recor
 """
 
 import logging
+import os
+import re
 from dataclasses import asdict, dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from gan_lib import storage, tables
 from gan_lib.config import ConfigError, Settings, validate_name
@@ -68,6 +70,12 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
                           "the images")
     if store.first_file(options.input_uri) is None:
         raise ConfigError(f"--input {options.input_uri} holds no files")
+    if urlsplit(options.input_uri).scheme in ("", "file"):
+        loop = _symlink_loop(urlsplit(options.input_uri).path)
+        if loop:
+            raise ConfigError(f"--input {options.input_uri} holds a symbolic link loop: {loop} "
+                              "points to a folder that contains it, so the listing would never "
+                              "end; remove the link")
     probe = storage.join(settings.root, "runs", ".write-probe")
     try:
         root_store = storage.open_storage(settings.root, settings)
@@ -77,10 +85,29 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
         raise ConfigError(f"--root {settings.root} is not writable: {error}") from error
 
 
+def _symlink_loop(folder: str) -> str | None:
+    """The first symbolic link under ``folder`` that points to a folder containing itself."""
+    for parent, names, _ in os.walk(folder):
+        for name in names:
+            link = os.path.join(parent, name)
+            if os.path.islink(link):
+                target = os.path.realpath(link)
+                if os.path.commonpath([target, os.path.realpath(parent)]) == target:
+                    return link
+    return None
+
+
+def path_part(spark_path: str) -> str:
+    """The path of a file as Spark's file sources print it, names kept as they are: Spark
+    does not percent-encode them there, so a name holding '#' or '?' must not be parsed as a
+    URL."""
+    return re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?", "", spark_path)
+
+
 def relative_parts(input_uri: str, path: str) -> list[str]:
     """Folder names between the input folder and the file (the file name excluded)."""
     base = urlsplit(input_uri).path.rstrip("/") + "/"
-    file_path = urlsplit(path).path
+    file_path = path_part(path)
     relative = file_path[len(base):] if file_path.startswith(base) else file_path.lstrip("/")
     return relative.split("/")[:-1]
 
@@ -117,6 +144,12 @@ def _decode_one(path, content, input_uri, decode, test_percent) -> dict:
            "status": "accepted", "image_id": None, "label": None, "split": None,
            "height": None, "width": None, "channels": None, "pixels": None,
            "reason": None, "detail": None}
+    if _links_outside(path, input_uri):
+        row.update(status="rejected", reason="outside_input", detected_format=None,
+                   detail="a symbolic link in the input folder points to a file outside it, "
+                          "which is not read; copy the file in, or give the folder it lives in "
+                          "as --input")
+        return row
     try:
         pixels = decode_image(content, decode)
     except ImageRejected as rejection:
@@ -133,6 +166,16 @@ def _decode_one(path, content, input_uri, decode, test_percent) -> dict:
     row.update(image_id=image_id, label=label, split=split, height=height, width=width,
                channels=channels, pixels=raw)
     return row
+
+
+def _links_outside(path: str, input_uri: str) -> bool:
+    """True when a local file reached through a symbolic link lies outside the input folder.
+    (HDFS has no symbolic links enabled by default; its paths are never outside.)"""
+    if not path.startswith("file:"):
+        return False
+    folder = os.path.realpath(urlsplit(input_uri).path)
+    target = os.path.realpath(path_part(path))
+    return os.path.commonpath([folder, target]) != folder
 
 
 def _decoded_arrow_schema():
@@ -196,7 +239,8 @@ def _stage_skipped_files(spark, listed: list[str], staging: str) -> None:
     not come through is added to the staged rows as rejected, so that nothing is lost."""
     from pyspark.sql import functions as F
 
-    paths = spark.createDataFrame([(spark_path(p),) for p in listed], "path STRING")
+    # inputFiles() gives URIs with names percent-encoded; the path column holds them decoded
+    paths = spark.createDataFrame([(spark_path(unquote(p)),) for p in listed], "path STRING")
     skipped = paths.join(spark.read.parquet(staging).select("path"), "path", "left_anti")
     rows = skipped.select(
         "path", F.lit("rejected").alias("status"),

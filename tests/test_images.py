@@ -104,11 +104,21 @@ def test_png_with_corrupt_bytes_in_the_middle_is_rejected_as_corrupt():
     assert "PNG" in refused.detail
 
 
-def test_text_file_is_rejected_as_not_an_image_quoting_its_first_bytes():
+def test_html_page_is_rejected_as_not_an_image_saying_what_it_looks_like():
     refused = rejection(b"<!DOCTYPE html><html>404 Not Found</html>")
 
     assert refused.reason == "not_an_image"
-    assert "<!DOCTYPE" in refused.detail
+    assert "looks like an HTML page" in refused.detail
+
+
+def test_not_an_image_detail_never_copies_the_file_content():
+    secret = b"root:x:0:0:root:/root:/bin/bash\n"
+    binary = bytes(range(200, 256)) * 4
+
+    for data in (secret, binary):
+        refused = rejection(data)
+        assert refused.reason == "not_an_image"
+        assert "root" not in refused.detail and "\\x" not in refused.detail
 
 
 def test_image_over_max_pixels_is_rejected_as_too_large_with_its_size():
@@ -186,7 +196,7 @@ def test_damaged_files_are_either_decoded_or_rejected_never_crash(image_format):
 
 def test_rejection_reasons_are_all_explained():
     reasons = {"empty", "not_an_image", "truncated", "corrupt", "too_large", "too_small",
-               "unsupported_mode"}
+               "unsupported_mode", "outside_input"}
 
     assert set(REJECT_REASONS) == reasons
     assert all(REJECT_REASONS[reason] for reason in reasons)

@@ -18,6 +18,10 @@ BAD_FILES = {
     "tiny.png": ("too_small", lambda: _png(4, 4)),
 }
 
+# Real images under names that URLs would encode; each must be read once, under its own name.
+ODD_NAMES = ["a b.png", "hash#1.png", "pct%41.png", "what?.png", "plus+1.png", "ü.png"]
+OUTSIDE_SECRET = b"root:x:0:0:this line must never reach the rejects table\n"
+
 
 def _png(width, height, colour=128, mode="L"):
     buffer = io.BytesIO()
@@ -41,7 +45,11 @@ def messy_folder(tmp_path_factory):
     """Real Fashion-MNIST images in label folders (no split folders), one exact duplicate
     under another name, one RGB JPEG, and one file of every bad kind."""
     folder = tmp_path_factory.mktemp("messy")
-    images, labels = _real_images(40)
+    images, labels = _real_images(40 + len(ODD_NAMES))
+    (folder / "odd names").mkdir()
+    for name, image in zip(ODD_NAMES, images[40:]):
+        Image.fromarray(image).save(folder / "odd names" / name)
+    images, labels = images[:40], labels[:40]
     for index, (image, label) in enumerate(zip(images, labels)):
         target = folder / datasets.FASHION_MNIST_CLASSES[label]
         target.mkdir(exist_ok=True)
@@ -52,6 +60,9 @@ def messy_folder(tmp_path_factory):
     (folder / "bad").mkdir()
     for name, (_, make) in BAD_FILES.items():
         (folder / "bad" / name).write_bytes(make())
+    outside = tmp_path_factory.mktemp("outside") / "passwd"
+    outside.write_bytes(OUTSIDE_SECRET)
+    (folder / "bad" / "outside.png").symlink_to(outside)
     return folder
 
 
@@ -84,10 +95,10 @@ def test_bad_file_is_quarantined_with_its_reason(first_run, name):
 def test_counts_reconcile_files_seen_with_accepted_rejected_and_duplicates(first_run):
     _, summary = first_run
     counts = summary["counts"]
-    assert counts["files_seen"] == 40 + 1 + 1 + len(BAD_FILES)
-    assert counts["rejected"] == len(BAD_FILES)
+    assert counts["files_seen"] == 40 + len(ODD_NAMES) + 1 + 1 + len(BAD_FILES) + 1
+    assert counts["rejected"] == len(BAD_FILES) + 1
     assert counts["duplicates"] == 1
-    assert counts["accepted"] == 41
+    assert counts["accepted"] == 41 + len(ODD_NAMES)
     assert counts["files_seen"] == counts["accepted"] + counts["rejected"] + counts["duplicates"]
 
 
@@ -95,7 +106,28 @@ def test_duplicate_contents_are_stored_once(first_run):
     root, _ = first_run
     rows = _read_partition(root, "images", dataset="messy")
     ids = [row["image_id"] for row in rows]
-    assert len(ids) == len(set(ids)) == 41
+    assert len(ids) == len(set(ids)) == 41 + len(ODD_NAMES)
+
+
+def test_file_names_that_urls_would_encode_are_read_once_under_their_own_names(first_run):
+    root, _ = first_run
+    rows = _read_partition(root, "images", dataset="messy", split="train") + \
+        _read_partition(root, "images", dataset="messy", split="test")
+    odd = sorted(row["source_path"].rsplit("/", 1)[-1] for row in rows
+                 if row["label"] == "odd names")
+    assert odd == sorted(ODD_NAMES)
+    rejected = [row["path"] for row in _read_partition(root, "rejects", dataset="messy")]
+    assert not [path for path in rejected if "odd" in path]
+
+
+def test_symlink_to_a_file_outside_the_input_is_rejected_without_reading_it(first_run):
+    root, _ = first_run
+    rejects = {row["path"].rsplit("/", 1)[-1]: row
+               for row in _read_partition(root, "rejects", dataset="messy")}
+    outside = rejects["outside.png"]
+    assert outside["reason"] == "outside_input"
+    assert "outside" in outside["detail"] and "root:x" not in outside["detail"]
+    assert outside["detected_format"] is None
 
 
 def test_labels_come_from_folder_names_and_split_from_the_content_hash(first_run):
@@ -126,7 +158,7 @@ def test_rerun_gives_the_same_dataset_without_duplicate_rows(first_run, messy_fo
     assert again.code == 0, again.stderr[-2000:]
     after = sorted(row["image_id"] for row in _read_partition(root, "images", dataset="messy"))
     assert before == after
-    assert len(_read_partition(root, "rejects", dataset="messy")) == len(BAD_FILES)
+    assert len(_read_partition(root, "rejects", dataset="messy")) == len(BAD_FILES) + 1
     assert again.summary["counts"] == summary["counts"]
 
 
@@ -162,3 +194,15 @@ def test_folder_without_files_fails_before_any_spark_work(tmp_path, job):
     assert result.code == 2
     assert "holds no files" in result.last_error_line
     assert not (tmp_path / "root" / "_local").exists()
+
+
+def test_symlink_loop_in_the_input_fails_before_any_spark_work(tmp_path, job):
+    folder = tmp_path / "images" / "shoes"
+    folder.mkdir(parents=True)
+    (folder / "one.png").write_bytes(_png(32, 32))
+    (folder / "loop").symlink_to("..")
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
+    assert result.code == 2
+    assert "symbolic link loop" in result.last_error_line
+    assert str(folder / "loop") in result.last_error_line
+    assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
