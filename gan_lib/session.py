@@ -14,11 +14,14 @@ import dataclasses
 import fcntl
 import logging
 import os
+import re
+import socket
 import sys
+import time
 from pathlib import Path
 
 from gan_lib import storage
-from gan_lib.config import Settings
+from gan_lib.config import Settings, mask_secrets
 from gan_lib.runs import StageError
 
 logger = logging.getLogger(__name__)
@@ -115,30 +118,84 @@ def metastore_jdbc_url(settings: Settings) -> str:
     return f"jdbc:derby:;databaseName={database};create=true"
 
 
-def check_metastore_free(settings: Settings) -> None:
-    """Fail in one line when another process has the embedded metastore open.
+def check_metastore_free(settings: Settings, wait_s: float = 30.0) -> None:
+    """Wait for the embedded metastore to be free, then fail in one line if it is not.
 
     Embedded Derby lets one process open a database at a time and holds an exclusive lock on
     ``dbex.lck`` while it does; without this check Spark fails much later with a long chain of
-    Hive errors. Metastores given by URL or URI are shared by design and not checked.
+    Hive errors. A finished job's JVM can hold the lock for a second or two after the job
+    ends, so the check waits up to ``wait_s`` before giving up. Metastores given by URL or URI
+    are shared by design and not locked.
     """
     if settings.metastore_jdbc_url or settings.metastore_uri:
         return
     lock = settings.local_state_dir / "metastore_db" / "dbex.lck"
-    try:
-        handle = open(lock, "r+b")
-    except OSError:
-        return  # no database yet, or nothing to lock: Derby will create it
-    with handle:
-        try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+    deadline = time.monotonic() + wait_s
+    waiting_said = False
+    while not _lock_is_free(lock):
+        if time.monotonic() >= deadline:
             raise MetastoreBusy(
                 f"the embedded metastore {lock.parent} is in use by another process (a running "
                 "job, hdp-gan sql-server or a pyspark shell on this root); Derby serves one "
                 "process at a time: wait for it to finish, or give every process a shared "
-                "metastore with --metastore-jdbc-url") from None
+                "metastore with --metastore-jdbc-url")
+        if not waiting_said:
+            logger.info("the embedded metastore is in use by another process; waiting up to "
+                        "%.0f s for it", wait_s)
+            waiting_said = True
+        time.sleep(0.5)
+
+
+def _lock_is_free(lock: Path) -> bool:
+    try:
+        handle = open(lock, "r+b")
+    except OSError:
+        return True  # no database yet, or nothing to lock: Derby will create it
+    with handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
         fcntl.lockf(handle, fcntl.LOCK_UN)
+        return True
+
+
+DEFAULT_PORTS = {"derby": 1527, "mysql": 3306, "mariadb": 3306, "postgresql": 5432,
+                 "oracle": 1521, "sqlserver": 1433, "thrift": 9083}
+
+
+def check_metastore_reachable(settings: Settings, timeout_s: float = 10.0) -> None:
+    """Fail in one line when a metastore database or service given by URL does not answer.
+
+    Without this, Hive's client retries for minutes and prints thousands of lines of Java
+    stack traces, some holding the URL with its credentials.
+    """
+    for option, url in (("--metastore-jdbc-url", settings.metastore_jdbc_url),
+                        ("--metastore-uri", settings.metastore_uri)):
+        endpoints, failures = _network_endpoints(url), []
+        for host, port in endpoints:  # several thrift URIs: one answering is enough
+            try:
+                socket.create_connection((host, port), timeout=timeout_s).close()
+                break
+            except OSError as error:
+                failures.append(f"{host}:{port} ({error.strerror or type(error).__name__})")
+        else:
+            if failures:
+                raise StageError(
+                    f"the metastore does not answer at {', '.join(failures)}; {option} "
+                    f"{mask_secrets(url)}: start it, or correct the host and port")
+
+
+def _network_endpoints(url: str) -> list[tuple[str, int]]:
+    """(host, port) pairs of a JDBC URL with a network address or of thrift:// URIs."""
+    endpoints = []
+    for part in (url or "").split(","):
+        match = re.match(r"^(?:jdbc:)?([a-z]+):(?:[a-z]+:)*//(?:[^@/]*@)?([^:/;?]+)(?::(\d+))?",
+                         part.strip())
+        if match and match.group(1) in DEFAULT_PORTS:
+            port = int(match.group(3) or DEFAULT_PORTS[match.group(1)])
+            endpoints.append((match.group(2), port))
+    return endpoints
 
 
 def _local_conf(settings: Settings, state: Path) -> dict:
@@ -172,13 +229,13 @@ appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
 logger.hive.name = org.apache.hadoop.hive
 logger.hive.level = error
 logger.datanucleus.name = DataNucleus
-logger.datanucleus.level = error
+logger.datanucleus.level = fatal
 logger.derby.name = org.apache.derby
 logger.derby.level = error
 logger.hivelog.name = hive.log
 logger.hivelog.level = error
 logger.metastore.name = org.apache.hadoop.hive.metastore
-logger.metastore.level = error
+logger.metastore.level = fatal
 """
 
 
@@ -235,6 +292,7 @@ def build_session(settings: Settings, app_name: str, training: bool = False):
     conf = spark_conf(settings, app_name, training=training)
     if is_local(conf["spark.master"]):
         prepare_local_machine(settings)
+    check_metastore_reachable(settings)
     if SparkContext._gateway is None:  # this process's JVM may hold the metastore itself
         check_metastore_free(settings)
     builder = SparkSession.builder

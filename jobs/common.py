@@ -63,9 +63,18 @@ def fraction(text: str) -> float:
     return value
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless its help already says it or there is none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False):
+            return text
+        return super()._get_help_string(action)
+
+
 def new_parser(prog: str, description: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description=description,
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     shared = parser.add_argument_group("shared options")
     shared.add_argument("--root", default=None,
                         help="storage root: a folder, file:///..., hdfs://nn:8020/... or "
@@ -148,11 +157,28 @@ def run_main(parser: ArgumentParser, section: str, body, argv=None, root: str = 
     args, settings = parse(parser, argv, section)
 
     def stage():
-        storage.check_root(settings, create=root == "create")
+        check_before_work(args, settings, root)
         summary = body(args, settings)
         emit(summary)
         return EXIT_OK if summary.get("status", "succeeded") == "succeeded" else EXIT_FAILED
     return run_body(parser, stage)
+
+
+def check_before_work(args, settings, root: str) -> None:
+    """What every stage checks before starting Spark: the run id, the root, and the local
+    folder for Spark's work directories and the embedded metastore."""
+    from gan_lib import session
+
+    if getattr(args, "run_id", None):
+        config.validate_name(args.run_id, "--run-id")
+    storage.check_root(settings, create=root == "create")
+    if session.is_local(session.effective_master(settings)):
+        state = settings.local_state_dir
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"the local state folder {state} (--state-dir) cannot be "
+                              f"created: {error.strerror}; give a writable folder") from None
 
 
 def run_printing(parser: ArgumentParser, section: str, body, argv=None,
@@ -164,7 +190,7 @@ def run_printing(parser: ArgumentParser, section: str, body, argv=None,
 
     def command():
         if root:
-            storage.check_root(settings, create=root == "create")
+            check_before_work(args, settings, root)
         return body(args, settings)
     return run_body(parser, command)
 
@@ -191,10 +217,17 @@ def run_body(parser: ArgumentParser, body) -> int:
         return 130
     except Exception as error:  # the last line of defence: still one clear line at the end
         logger.exception("unexpected error")
-        print(f"{parser.prog}: failed: {type(error).__name__}: {error}".splitlines()[0],
+        print(f"{parser.prog}: failed: {type(error).__name__}: {first_line(error)}",
               file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK if code is None else code
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of an error's message, credentials masked. (Spark's SQL errors
+    start with a blank line; Java messages can carry a JDBC URL.)"""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return config.mask_secrets(lines[0][:500]) if lines else "(no message)"
 
 
 @contextlib.contextmanager

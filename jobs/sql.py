@@ -10,7 +10,8 @@ import json
 import sys
 
 from gan_lib import session
-from gan_lib.config import validate_identifier
+from gan_lib.config import ConfigError, validate_identifier
+from gan_lib.runs import StageError
 from jobs import common
 
 
@@ -24,12 +25,19 @@ def build_parser():
 
 
 def run(args, settings):
+    from pyspark.errors import AnalysisException, ParseException
+
+    if not args.query.strip():
+        raise ConfigError("the query is empty; give one SQL statement, e.g. \"SHOW TABLES\"")
+    database = validate_identifier(settings.database, "--database")
     spark = session.build_session(settings, "hdp-gan sql")
     try:
-        database = validate_identifier(settings.database, "--database")
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
         spark.sql(f"USE {database}")
-        result = spark.sql(args.query)
+        try:
+            result = spark.sql(args.query)
+        except (ParseException, AnalysisException) as error:
+            raise StageError(f"the query failed: {common.first_line(error)}") from None
         rows = result.limit(args.limit).collect()
         if args.json:
             for row in rows:

@@ -49,6 +49,7 @@ def check_port_free(host: str, port: int) -> None:
 
 def run(args, settings):
     check_port_free(args.host, args.port)
+    session.check_metastore_reachable(settings)
     session.check_metastore_free(settings)
     command = session.thrift_server_command(settings, args.port, args.host)
     url = f"jdbc:hive2://{args.host}:{args.port}/{settings.database}"

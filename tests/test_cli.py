@@ -83,3 +83,32 @@ def test_usage_lists_every_subcommand():
     text = cli.usage()
     for name in cli.SUBCOMMANDS:
         assert name in text
+
+
+@pytest.mark.parametrize("run_id", ["a;b", "../escape", "x" * 300])
+def test_a_bad_run_id_fails_before_spark_starts(job, tmp_path, run_id):
+    result = job("runs", "--root", tmp_path, "--run-id", run_id)
+    assert result.code == 2
+    assert "--run-id" in result.last_error_line and "is not a valid name" in result.last_error_line
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "_local").exists()
+
+
+def test_an_unusable_state_folder_is_named_in_one_line(job, tmp_path):
+    result = job("runs", "--root", tmp_path, "--state-dir", "/proc/no-such/state")
+    assert result.code == 2
+    assert "/proc/no-such/state (--state-dir) cannot be created" in result.last_error_line
+    assert "Traceback" not in result.stderr
+
+
+def test_an_empty_sql_query_is_refused_before_spark(job, tmp_path):
+    result = job("sql", "--root", tmp_path, "  ")
+    assert result.code == 2
+    assert "the query is empty" in result.last_error_line
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_options_without_a_default_do_not_claim_one_in_help(job):
+    result = job("runs", "--help")
+    assert "(default: None)" not in result.stdout
+    assert "(default: runs/default)" in " ".join(result.stdout.split())

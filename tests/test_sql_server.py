@@ -56,3 +56,34 @@ def test_sql_server_refuses_a_port_in_use_in_one_line(job, tmp_path):
     assert f"port {port} on 127.0.0.1 is in use" in result.last_error_line
     assert "--port" in result.last_error_line
     assert not (tmp_path / "_local" / "metastore_db").exists()
+
+
+def test_a_metastore_that_does_not_answer_fails_in_one_line_without_its_password(job, tmp_path):
+    port = free_port()  # nothing listens there
+    url = f"jdbc:derby://127.0.0.1:{port}/metastore;user=app;password=TOPSECRET"
+    result = job("runs", "--root", tmp_path, "--metastore-jdbc-url", url)
+    assert result.code == 1
+    assert f"the metastore does not answer at 127.0.0.1:{port}" in result.last_error_line
+    assert "TOPSECRET" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) < 5
+
+
+def test_a_job_waits_for_a_metastore_lock_that_is_released_soon(job, tmp_path):
+    """A finished job's JVM can hold Derby's lock for a moment: the next command waits."""
+    import subprocess
+    import sys
+
+    first = job("sql", "--root", tmp_path, "SHOW TABLES")
+    assert first.code == 0, first.stderr[-2000:]
+    lock = tmp_path / "_local" / "metastore_db" / "dbex.lck"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time\n"
+         "handle = open(sys.argv[1], 'r+b'); fcntl.lockf(handle, fcntl.LOCK_EX)\n"
+         "print('held', flush=True); time.sleep(4)", str(lock)],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+
+    second = job("sql", "--root", tmp_path, "SHOW TABLES")
+    holder.wait(timeout=30)
+    assert second.code == 0, second.stderr[-2000:]
+    assert "waiting up to" in second.stderr
