@@ -1,10 +1,11 @@
 """Labelling throughput: the Spark label job against one TensorFlow process predicting in
-batches, on the same 10,000 images with the same classifier; and the executors' memory at
-10,000 and at 100,000 images.
+batches, on the same 10,000 generated images with the same classifier; and the memory of the
+job's whole process tree at 10,000 and at 100,000 images.
 
-The Spark figure is the whole job (start-up, decoding, prediction, Hive writes, the quality
-scores against the real test split); the single process decodes the same PNG files with the
-same function and predicts in batches of 1,024 with the same threads in total (2).
+The Spark figures are whole jobs over the images' folder (start-up, decoding, prediction,
+Hive writes); the single process decodes the same PNG files with the same function and
+predicts in batches of 1,024 with the same threads in total (2). The difference between the
+two Spark runs gives the rate with Spark's fixed costs taken out.
 
     python scripts/bench/label_throughput.py --root ROOT --classifier HANDLE --generator-run RUN
 """
@@ -36,10 +37,13 @@ print(len(files) / (time.monotonic() - started))
 """
 
 
-def label_run(root, handle, run_id):
+def label_run(root, handle, generate_run):
+    """The label job over a generate run's PNG folder: the same work as the single process
+    (decode, predict) plus Spark's start-up and the Hive writes, without the quality scores."""
+    images = root / "runs" / generate_run / "images"
     seconds, driver_mb, tree_mb, stdout = run_measured(
-        [sys.executable, "-m", "jobs.cli", "label", "--root", str(root), "--generated", run_id,
-         "--classifier", handle])
+        [sys.executable, "-m", "jobs.cli", "label", "--root", str(root), "--images", str(images),
+         "--run-id", f"bench-label-{generate_run}", "--classifier", handle])
     return seconds, tree_mb, json.loads(stdout.strip().splitlines()[-1])
 
 
@@ -48,11 +52,14 @@ def main():
     parser.add_argument("--root", required=True)
     parser.add_argument("--classifier", required=True)
     parser.add_argument("--generator-run", required=True)
+    parser.add_argument("--small", type=int, default=10_000, help="images in the first run")
+    parser.add_argument("--large", type=int, default=100_000, help="images in the second run")
     args = parser.parse_args()
+    small, large = args.small, args.large
     root = Path(args.root)
     hdp_gan = [sys.executable, "-m", "jobs.cli"]
     figures = {}
-    for count in (10_000, 100_000):
+    for count in (small, large):
         run_id = f"bench-generate-{count}"
         if not (root / "runs" / run_id / "images").exists():
             run_measured(hdp_gan + ["generate", "--root", str(root), "--generator-run",
@@ -62,10 +69,13 @@ def main():
         print(count, seconds, tree_mb, flush=True)
     single = float(subprocess.run(
         [sys.executable, "-c", SINGLE, args.classifier,
-         str(root / "runs" / "bench-generate-10000" / "images")],
+         str(root / "runs" / f"bench-generate-{small}" / "images")],
         cwd=REPO, capture_output=True, text=True, check=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout.strip().splitlines()[-1])
-    spark_rate = 10_000 / figures[10_000][0]
+    spark_rate = small / figures[small][0]
+    large_rate = large / figures[large][0]
+    marginal_rate = (large - small) / (figures[large][0] - figures[small][0])
+    fixed_s = figures[small][0] - small / marginal_rate
     write_section("label_throughput", "\n".join([
         "## Labelling throughput: Spark job against one process",
         "",
@@ -73,14 +83,21 @@ def main():
         "",
         "| run | images | images per second | ratio |",
         "| --- | --- | --- | --- |",
-        f"| Spark label job, whole run (start-up, quality scores and Hive writes included) | "
-        f"10,000 | {spark_rate:.0f} | {spark_rate / single:.2f} |",
+        f"| Spark label job, whole run (start-up and Hive writes included) | "
+        f"{small:,} | {spark_rate:.0f} | {spark_rate / single:.2f} |",
+        f"| Spark label job, whole run | {large:,} | {large_rate:.0f} | "
+        f"{large_rate / single:.2f} |",
+        f"| Spark label job, the {large - small:,} images between the two runs (fixed costs "
+        f"cancel) | {large - small:,} | {marginal_rate:.0f} | {marginal_rate / single:.2f} |",
         f"| one TensorFlow process, batches of 1,024, 2 threads, decode and predict only | "
-        f"10,000 | {single:.0f} | 1.00 |",
+        f"{small:,} | {single:.0f} | 1.00 |",
+        "",
+        f"Spark's fixed cost per run (start-up, planning, Hive writes) is about {fixed_s:.0f} s: "
+        f"the {small:,}-image run minus its images at the marginal rate.",
         "",
         f"Peak resident memory of the whole process tree (driver, executors, Python workers): "
-        f"{figures[10_000][1]:.0f} MB for 10,000 images, {figures[100_000][1]:.0f} MB for "
-        "100,000.",
+        f"{figures[small][1]:.0f} MB for {small:,} images, {figures[large][1]:.0f} MB for "
+        f"{large:,}.",
     ]))
 
 
