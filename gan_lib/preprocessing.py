@@ -60,6 +60,10 @@ class PreprocessOptions:
                               max_pixels=self.max_pixels, min_size=self.min_size)
 
 
+# How many files the pre-flight check opens to see that the input holds images at all.
+IMAGE_PROBE_FILES = 200
+
+
 def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
     """Fail in one line, before any Spark work, on what would waste a cluster's time."""
     store = storage.open_storage(options.input_uri, settings)
@@ -68,8 +72,15 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
     if not store.is_dir(options.input_uri):
         raise ConfigError(f"--input {options.input_uri} is a file; give the folder that holds "
                           "the images")
-    if store.first_file(options.input_uri) is None:
+    sample = store.files(options.input_uri, limit=IMAGE_PROBE_FILES)
+    if not sample:
         raise ConfigError(f"--input {options.input_uri} holds no files")
+    if not any(detect_format(store.read_head(uri, 64)) for uri in sample):
+        which = (f"its {len(sample)} files" if len(sample) < IMAGE_PROBE_FILES
+                 else f"the first {len(sample)} files")
+        raise ConfigError(f"--input {options.input_uri} holds no images: none of {which} "
+                          "starts like a PNG, JPEG, GIF, BMP, WebP or TIFF image; point --input "
+                          "at the folder of images")
     if urlsplit(options.input_uri).scheme in ("", "file"):
         loop = _symlink_loop(urlsplit(options.input_uri).path)
         if loop:

@@ -62,6 +62,10 @@ def open_storage(uri: str, settings=None) -> "Storage":
     raise ConfigError(f"no storage for {redact_url(uri)!r}; use file://, hdfs:// or webhdfs://")
 
 
+# Names that Hadoop's file listings (and so Spark's file sources) leave out.
+HIDDEN_PREFIXES = (".", "_")
+
+
 def check_root(settings, create: bool) -> None:
     """Fail in one line, before any Spark work, when the root is not there.
 
@@ -105,10 +109,20 @@ class Storage:
 
     def first_file(self, uri: str) -> str | None:
         """The URI of some file below the folder ``uri`` (searched depth first), or None."""
+        found = self.files(uri, limit=1)
+        return found[0] if found else None
+
+    def files(self, uri: str, limit: int) -> "list[str]":
+        """URIs of up to ``limit`` files below the folder ``uri``, depth first, leaving out
+        names that Hadoop's file listings leave out (starting with '.' or '_')."""
         raise NotImplementedError
 
     def read_bytes(self, uri: str) -> bytes:
         raise NotImplementedError
+
+    def read_head(self, uri: str, size: int) -> bytes:
+        """The first ``size`` bytes of a file (fewer if it is shorter)."""
+        return self.read_bytes(uri)[:size]
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Write a whole file atomically, replacing any file already there."""
@@ -165,12 +179,22 @@ class LocalStorage(Storage):
     def is_dir(self, uri):
         return local_path(uri).is_dir()
 
-    def first_file(self, uri):
-        for folder, _, names in os.walk(local_path(uri)):
-            visible = sorted(n for n in names if not n.startswith("."))
-            if visible:
-                return Path(folder, visible[0]).as_uri()
-        return None
+    def files(self, uri, limit):
+        found = []
+        for folder, folders, names in os.walk(local_path(uri)):
+            folders[:] = sorted(n for n in folders if not n.startswith(HIDDEN_PREFIXES))
+            for name in sorted(n for n in names if not n.startswith(HIDDEN_PREFIXES)):
+                if len(found) >= limit:
+                    return found
+                found.append(Path(folder, name).as_uri())
+        return found
+
+    def read_head(self, uri, size):
+        try:
+            with open(local_path(uri), "rb") as handle:
+                return handle.read(size)
+        except OSError as error:
+            raise StorageError(f"cannot read {local_path(uri)}: {error.strerror}") from error
 
     def read_bytes(self, uri):
         try:
@@ -196,7 +220,8 @@ class LocalStorage(Storage):
         try:
             local_path(uri).mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StorageError(f"cannot create folder {local_path(uri)}: {error.strerror}") from error
+            raise StorageError(f"cannot create folder {local_path(uri)}: "
+                               f"{error.strerror}") from error
 
     def rename(self, source, destination):
         target = local_path(destination)
@@ -266,7 +291,8 @@ class WebHdfsStorage(Storage):
         if split.scheme == "webhdfs":
             http_url = f"http://{split.netloc}"
         else:
-            http_url = getattr(settings, "webhdfs_url", "") or os.environ.get("HDP_GAN_WEBHDFS_URL", "")
+            http_url = (getattr(settings, "webhdfs_url", "")
+                        or os.environ.get("HDP_GAN_WEBHDFS_URL", ""))
             if not http_url:
                 raise ConfigError(
                     f"{redact_url(uri)!r} is an hdfs:// path; set webhdfs_url (for example "
@@ -314,12 +340,21 @@ class WebHdfsStorage(Storage):
                              lambda: self.client.status(self._path(uri), strict=False))
         return bool(status) and status["type"] == "DIRECTORY"
 
-    def first_file(self, uri):
-        for folder, _, names in self.client.walk(self._path(uri)):
-            visible = sorted(n for n in names if not n.startswith("."))
-            if visible:
-                return self._uri(posixpath.join(folder, visible[0]))
-        return None
+    def files(self, uri, limit):
+        found = []
+        for folder, folders, names in self.client.walk(self._path(uri), allow_dir_changes=True):
+            folders[:] = sorted(n for n in folders if not n.startswith(HIDDEN_PREFIXES))
+            for name in sorted(n for n in names if not n.startswith(HIDDEN_PREFIXES)):
+                if len(found) >= limit:
+                    return found
+                found.append(self._uri(posixpath.join(folder, name)))
+        return found
+
+    def read_head(self, uri, size):
+        def read():
+            with self.client.read(self._path(uri), length=size) as reader:
+                return reader.read()
+        return self._retry("read", uri, read)
 
     def read_bytes(self, uri):
         def read():

@@ -206,3 +206,15 @@ def test_symlink_loop_in_the_input_fails_before_any_spark_work(tmp_path, job):
     assert "symbolic link loop" in result.last_error_line
     assert str(folder / "loop") in result.last_error_line
     assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
+def test_folder_of_files_that_are_not_images_fails_before_any_spark_work(tmp_path, job):
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    for index in range(3):
+        (folder / f"notes-{index}.txt").write_text("not a picture\n")
+    (folder / "empty.png").write_bytes(b"")
+    result = job("preprocess", "--root", tmp_path / "root", "--input", folder)
+    assert result.code == 2
+    assert "holds no images: none of its 4 files starts like a PNG" in result.last_error_line
+    assert not (tmp_path / "root" / "_local" / "metastore_db").exists()

@@ -68,6 +68,25 @@ def test_first_file_finds_a_nested_file_and_none_in_an_empty_tree(base):
     assert store.first_file(storage.join(base, "tree")).endswith("/tree/a/z.png")
 
 
+def test_files_lists_up_to_the_limit_leaving_out_what_hadoop_leaves_out(base):
+    store = storage.open_storage(base)
+    tree = storage.join(base, "listing")
+    for name in ("b/2.png", "b/1.png", "a/3.png", ".hidden/4.png", "_temporary/5.png",
+                 "a/.6.png.crc", "a/_SUCCESS"):
+        store.write_bytes(storage.join(tree, *name.split("/")), b"x")
+    listed = [uri.split("/listing/", 1)[1] for uri in store.files(tree, limit=10)]
+    assert listed == ["a/3.png", "b/1.png", "b/2.png"]
+    assert len(store.files(tree, limit=2)) == 2
+
+
+def test_read_head_returns_only_the_first_bytes(base):
+    store = storage.open_storage(base)
+    uri = storage.join(base, "head.bin")
+    store.write_bytes(uri, bytes(range(100)))
+    assert store.read_head(uri, 8) == bytes(range(8))
+    assert store.read_head(uri, 500) == bytes(range(100))
+
+
 def test_transient_server_errors_are_retried_until_the_write_succeeds(hdfs):
     base = hdfs.webhdfs_uri("/retry")
     hdfs.inject(op="CREATE", fail_status=503, times=2)
