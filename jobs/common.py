@@ -34,7 +34,8 @@ def _whole_number(text: str, minimum: int) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < minimum:
         raise argparse.ArgumentTypeError(
-            f"{text!r} must be greater than 0" if minimum == 1 else f"{text!r} must not be negative")
+            f"{text!r} must be greater than 0" if minimum == 1
+            else f"{text!r} must not be negative")
     return value
 
 
@@ -172,13 +173,17 @@ def check_before_work(args, settings, root: str) -> None:
     if getattr(args, "run_id", None):
         config.validate_name(args.run_id, "--run-id")
     storage.check_root(settings, create=root == "create")
-    if session.is_local(session.effective_master(settings)):
-        state = settings.local_state_dir
-        try:
-            state.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ConfigError(f"the local state folder {state} (--state-dir) cannot be "
-                              f"created: {error.strerror}; give a writable folder") from None
+    if settings.state_dir and session.is_local(session.effective_master(settings)):
+        _check_creatable(settings.local_state_dir)
+
+
+def _check_creatable(folder) -> None:
+    """Make the state folder the user named, or fail in one line saying why not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"the local state folder {folder} (--state-dir) cannot be created: "
+                          f"{error.strerror}; give a writable folder") from None
 
 
 def run_printing(parser: ArgumentParser, section: str, body, argv=None,

@@ -27,7 +27,8 @@ def build_parser():
 
 
 def default_handle(settings, dataset: str) -> str:
-    return storage.join(settings.root, "models", f"{validate_name(dataset, '--dataset')}-classifier")
+    name = validate_name(dataset, "--dataset")
+    return storage.join(settings.root, "models", f"{name}-classifier")
 
 
 def run(args, settings):
@@ -42,7 +43,8 @@ def run(args, settings):
         train_images, train_labels = datasets.load_split(settings, args.dataset, "train")
         test_images, test_labels = datasets.load_split(settings, args.dataset, "test")
         if args.max_images:
-            train_images, train_labels = train_images[:args.max_images], train_labels[:args.max_images]
+            train_images = train_images[:args.max_images]
+            train_labels = train_labels[:args.max_images]
         model, accuracy = classifier.train(train_images, train_labels, test_images, test_labels,
                                            len(names), epochs=args.epochs,
                                            batch_size=args.batch_size)

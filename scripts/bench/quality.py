@@ -37,7 +37,8 @@ start_cpu, steps, epoch = time.process_time(), 0, 0
 while time.process_time() - start_cpu < budget:
     order = rng.permutation(len(pixels))
     for first in range(0, len(order) - batch + 1, batch):
-        trainer.step(tf.constant(training.to_model_range(pixels[np.sort(order[first:first + batch])])))
+        chosen = pixels[np.sort(order[first:first + batch])]
+        trainer.step(tf.constant(training.to_model_range(chosen)))
         steps += 1
         if time.process_time() - start_cpu >= budget:
             break
@@ -108,7 +109,8 @@ def main():
         f"it had used {args.cpu_seconds:.0f} CPU-seconds (all threads), then drew 10,000 "
         "samples; the reference classifier scored them against the 10,000 real test images.",
         "",
-        "| recipe | steps | images seen | Frechet distance | classifier score | share of real score |",
+        "| recipe | steps | images seen | Frechet distance | classifier score "
+        "| share of real score |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for recipe, run in runs.items():
