@@ -122,8 +122,14 @@ def gif_bytes(frames: list[Image.Image], duration_ms: int = 400) -> bytes:
     return buffer.getvalue()
 
 
+FONT_SIZE = 12  # Pillow's built-in face at its default 10 px draws spaces 2 px wide
+
+
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default()
+    try:
+        return ImageFont.load_default(size=FONT_SIZE)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
 
 
 def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int]:
