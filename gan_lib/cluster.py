@@ -223,6 +223,8 @@ def _supervise(sc, status: dict, started: float, timeout_s: float, progress=None
             raise StageError(_failure_message(status["error"]))
         if not tracker.getActiveJobsIds():
             time.sleep(POLL_S)  # let the background thread record a late failure
+            if progress:
+                progress()
             if "error" in status:
                 raise StageError(_failure_message(status["error"]))
             return

@@ -197,9 +197,11 @@ class GanTrainer:
         return to_uint8(self.generator(noise, training=False).numpy())
 
 
-def _checkpoint_bytes(trainer: GanTrainer, progress: dict, fixed_noise, history) -> bytes:
+def _checkpoint_bytes(trainer: GanTrainer, progress: dict, fixed_noise, history,
+                      step_points=()) -> bytes:
     buffer = io.BytesIO()
-    meta = json.dumps({"progress": progress, "history": history})
+    meta = json.dumps({"progress": progress, "history": history,
+                       "step_points": [_plain(point) for point in step_points]})
     np.savez(buffer, __meta__=np.frombuffer(meta.encode(), dtype=np.uint8),
              __fixed_noise__=fixed_noise, **trainer.state())
     return buffer.getvalue()
@@ -210,7 +212,7 @@ def _read_checkpoint(data: bytes):
         arrays = {key: archive[key] for key in archive.files}
     meta = json.loads(arrays.pop("__meta__").tobytes().decode())
     fixed_noise = arrays.pop("__fixed_noise__")
-    return arrays, meta["progress"], meta["history"], fixed_noise
+    return arrays, meta["progress"], meta["history"], fixed_noise, meta.get("step_points", [])
 
 
 def latest_checkpoint(store, run_uri: str):
@@ -261,6 +263,7 @@ class _Loop:
         self.progress = {"epoch": 0, "step": 0, "seed": options.seed, "rollbacks": 0,
                          "learning_rate": self.trainer.learning_rate}
         self.history = []
+        self.step_points = []  # the losses at every logged step, for the loss curve
         self.good_state = None
         if options.resume:
             self._resume()
@@ -270,9 +273,11 @@ class _Loop:
         uri, _ = latest_checkpoint(self.store, self.options.run_uri)
         if uri is None:
             raise ValueError(f"run {self.options.run_id} has no checkpoint to resume from")
-        arrays, progress, history, fixed_noise = _read_checkpoint(self.store.read_bytes(uri))
+        arrays, progress, history, fixed_noise, step_points = _read_checkpoint(
+            self.store.read_bytes(uri))
         self.trainer.load_state(arrays)
         self.progress, self.history, self.fixed_noise = progress, history, fixed_noise
+        self.step_points = [point for point in step_points if point["step"] <= progress["step"]]
         self.trainer.set_learning_rate(progress["learning_rate"])
         logger.info("resumed run %s at epoch %d, step %d", self.options.run_id,
                     progress["epoch"], progress["step"])
@@ -337,6 +342,8 @@ class _Loop:
                     return None
             if self.is_chief and step % options.log_every == 0:
                 self._log_step(epoch, index + 1, values, clock, total_steps, started_epoch)
+                self.step_points.append({"step": step, "d_loss": values[0], "g_loss": values[1],
+                                         "d_real": values[2], "d_fake": values[3]})
         duration = time.monotonic() - epoch_clock
         means = sums / self.steps_per_epoch
         return {"epoch": epoch + 1, "step": self.progress["step"], "d_loss": means[0],
@@ -367,6 +374,8 @@ class _Loop:
         rollbacks = self.progress["rollbacks"] + 1
         new_rate = self.trainer.learning_rate * options.rollback_factor
         self.progress, self.history = dict(progress), list(history)
+        self.step_points = [point for point in self.step_points
+                            if point["step"] <= progress["step"]]
         self.progress.update(rollbacks=rollbacks, learning_rate=new_rate)
         self.trainer.set_learning_rate(new_rate)
         logger.warning("%s at epoch %d; rolled back to step %d, learning rate now %.2e "
@@ -385,9 +394,15 @@ class _Loop:
         self._publish_progress(line)
 
     def _publish_progress(self, line):
-        """The latest progress line, for the driver to echo (executor logs are far away)."""
+        """The latest progress lines, numbered, for the driver to echo (executor logs are far
+        away). The file keeps the last few, so that a line the driver has not polled yet, such
+        as an epoch's summary, is not overwritten before it is shown."""
         from gan_lib import storage
-        self.store.write_text(storage.join(self.options.run_uri, "progress.txt"), line)
+        published = getattr(self, "_published", [])
+        count = (published[-1][0] if published else 0) + 1
+        self._published = (published + [(count, line)])[-PROGRESS_LINES_KEPT:]
+        self.store.write_text(storage.join(self.options.run_uri, "progress.txt"),
+                              "".join(f"{number}\t{text}\n" for number, text in self._published))
 
     def _write_epoch_outputs(self, row):
         from gan_lib import storage, visuals
@@ -400,7 +415,7 @@ class _Loop:
         self.progress["learning_rate"] = self.trainer.learning_rate
         self.store.write_bytes(storage.join(options.run_uri, "checkpoints", name),
                                _checkpoint_bytes(self.trainer, self.progress, self.fixed_noise,
-                                                 self.history))
+                                                 self.history, self.step_points))
         self.store.write_text(storage.join(options.run_uri, "checkpoints", "latest.json"),
                               json.dumps({"file": name, "progress": self.progress}))
         self.store.write_text(storage.join(options.run_uri, "metrics.jsonl"),
@@ -425,9 +440,10 @@ class _Loop:
         if frames:
             self.store.write_bytes(storage.join(options.run_uri, "samples", "progress.gif"),
                                    visuals.gif_bytes(frames))
+        points = self.step_points if len(self.step_points) >= 2 else self.history
         self.store.write_bytes(storage.join(options.run_uri, "loss_curve.png"),
                                visuals.to_png_bytes(visuals.loss_curve(
-                                   [_plain(r) for r in self.history])))
+                                   [_plain(point) for point in points])))
         if options.export:
             export_generator(self.trainer, options, self.store)
 
@@ -494,6 +510,9 @@ def _prune_checkpoints(store, run_uri, keep):
         store.delete(storage.join(folder, name))
 
 
+PROGRESS_LINES_KEPT = 20
+
+
 def _plain(row: dict) -> dict:
     return {key: (float(value) if isinstance(value, (np.floating, float)) else value)
             for key, value in row.items()}
@@ -505,19 +524,23 @@ def _duration(seconds: float) -> str:
 
 
 def progress_reporter(store, run_uri: str):
-    """A function that logs the chief's latest progress line on the driver when it changes."""
+    """A function that logs on the driver the chief's progress lines it has not shown yet."""
     from gan_lib import storage
     path = storage.join(run_uri, "progress.txt")
-    last = {"line": None}
+    if store.exists(path):
+        store.delete(path)  # a resumed run numbers its lines from 1 again
+    shown = {"number": 0}
 
     def report():
         try:
-            line = store.read_text(path) if store.exists(path) else None
+            text = store.read_text(path) if store.exists(path) else ""
         except Exception:  # progress is a courtesy: never let it fail training
             return
-        if line and line != last["line"]:
-            last["line"] = line
-            logger.info("%s", line)
+        for entry in text.splitlines():
+            number, _, line = entry.partition("\t")
+            if number.isdigit() and int(number) > shown["number"]:
+                shown["number"] = int(number)
+                logger.info("%s", line)
     return report
 
 
@@ -530,6 +553,14 @@ def read_history(store, run_uri: str) -> list[dict]:
 
 
 def options_dict(options: TrainOptions) -> dict:
+    """The options as stored with the run, with the recipe's values filled in where the
+    command line left them to the recipe (a batch size or learning rate of 0)."""
+    from gan_lib import models
+
     values = asdict(options)
     values.pop("settings")
+    recipe = models.RECIPES.get(options.recipe)
+    if recipe is not None:
+        values["batch_size"] = options.batch_size or recipe.batch_size
+        values["learning_rate"] = options.learning_rate or recipe.learning_rate
     return values

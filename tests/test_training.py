@@ -64,6 +64,7 @@ def _loop(tmp_path, **overrides):
     loop.progress = {"epoch": 0, "step": 0, "seed": 1, "rollbacks": 0,
                      "learning_rate": loop.trainer.learning_rate}
     loop.history = []
+    loop.step_points = []
     loop._remember_good_state()
     return loop
 
@@ -92,7 +93,8 @@ def test_checkpoint_restores_networks_optimisers_and_progress(tmp_path):
     assert progress["epoch"] == 1 and progress["step"] == 4
     saved = loop.trainer.state()
     fresh = _loop(tmp_path)
-    arrays, progress, history, noise = training._read_checkpoint(loop.store.read_bytes(uri))
+    arrays, progress, history, noise, _ = training._read_checkpoint(
+        loop.store.read_bytes(uri))
     fresh.trainer.load_state(arrays)
     restored = fresh.trainer.state()
     assert set(saved) == set(restored)
@@ -110,6 +112,37 @@ def test_each_epoch_writes_a_sample_grid_and_the_run_a_gif_and_loss_curve(tmp_pa
     assert (run / "samples" / "progress.gif").exists()
     assert (run / "loss_curve.png").exists()
     assert len(training.read_history(loop.store, loop.options.run_uri)) == 2
+
+
+def test_loss_curve_follows_every_logged_step_and_survives_a_resume(tmp_path):
+    loop = _loop(tmp_path, epochs=1, log_every=1)
+    loop.run()
+    uri, _ = training.latest_checkpoint(loop.store, loop.options.run_uri)
+    *_, step_points = training._read_checkpoint(loop.store.read_bytes(uri))
+    assert [point["step"] for point in step_points] == [1, 2, 3, 4]
+
+    resumed = _loop(tmp_path, epochs=2, log_every=1, resume=True)
+    resumed._resume()
+    resumed.run()
+    assert [point["step"] for point in resumed.step_points] == list(range(1, 9))
+
+
+def test_driver_shows_every_progress_line_once_even_when_several_arrive_between_polls(
+        tmp_path, caplog):
+    loop = _loop(tmp_path)
+    report = training.progress_reporter(loop.store, loop.options.run_uri)
+    caplog.set_level("INFO", logger="gan_lib.training")
+
+    loop._publish_progress("epoch 1 done in 9 s")
+    loop._publish_progress("epoch 2/2 step 50/937")
+    report()
+    loop._publish_progress("epoch 2/2 step 100/937")
+    report()
+    report()
+
+    shown = [record.getMessage() for record in caplog.records
+             if record.name == "gan_lib.training"]
+    assert shown == ["epoch 1 done in 9 s", "epoch 2/2 step 50/937", "epoch 2/2 step 100/937"]
 
 
 def test_exported_generator_opens_with_hub_load_and_returns_uint8_images(tmp_path):
