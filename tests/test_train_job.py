@@ -6,6 +6,7 @@ import subprocess
 import time
 
 import pyarrow.parquet as parquet
+import pytest
 
 from conftest import TRAIN_ARGS
 
@@ -49,18 +50,34 @@ def test_exported_generator_loads_with_hub_and_draws_dataset_range_images(traine
     assert tuple(images.shape) == (5, 28, 28, 1)
 
 
-def test_resume_continues_from_the_last_checkpoint(trained, job):
+@pytest.fixture(scope="module")
+def resumed(trained, job):
+    """The two-epoch run continued to a third epoch: (first epochs' metrics, job result)."""
     root, summary = trained
     run = _run_folder(root, summary["run_id"])
     first_epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     result = job("train", "--root", root, "--resume", summary["run_id"], "--epochs", "3",
                  *TRAIN_ARGS)
     assert result.code == 0, result.stderr[-4000:]
+    return first_epochs, result
+
+
+def test_resume_continues_from_the_last_checkpoint(trained, resumed):
+    root, summary = trained
+    run = _run_folder(root, summary["run_id"])
+    first_epochs, result = resumed
     assert result.summary["run_id"] == summary["run_id"]
     assert result.summary["counts"]["epochs"] == 3
     assert result.summary["counts"]["steps"] == 24
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert history[:2] == first_epochs
+
+
+def test_driver_log_shows_the_chiefs_epoch_summary(resumed):
+    _, result = resumed
+    summaries = [line for line in result.stderr.splitlines() if "epoch 3 done in" in line]
+    assert len(summaries) == 1
+    assert "D loss" in summaries[0] and "D(G(z))" in summaries[0]
 
 
 def _leftover_processes(root):
