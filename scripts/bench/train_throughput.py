@@ -58,6 +58,7 @@ def main():
     args = parser.parse_args()
     root = Path(args.workdir) / "root-train"
     shutil.rmtree(root, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
     hdp_gan = [sys.executable, "-m", "jobs.cli"]
     run_measured(hdp_gan + ["ingest", "--root", str(root), "--limit", str(args.images)])
     run_measured(hdp_gan + ["preprocess", "--root", str(root)])
