@@ -126,6 +126,10 @@ def test_two_runs_at_once_on_one_root_and_metastore_do_not_interfere(tmp_path):
         rows = parquet.read_table(tmp_path / "root" / "warehouse" / "hdp_gan.db" / "images" /
                                   f"dataset={name}").to_pylist()
         assert len(rows) == 120
+    assert _hidden_leftovers(tmp_path / "root") == []
+    for name in ("left", "right"):  # a JVM may take a moment to exit after its job
+        _wait_for(lambda: not _processes_under(tmp_path / f"s-{name}"), 30,
+                  f"the {name} run's processes to exit")
 
 
 def _kill_driver(process, state_dir):
