@@ -16,7 +16,7 @@ from webhdfs_server import WebHdfsServer
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     base = tmp_path_factory.mktemp("cluster")
-    (base / "hdfs").mkdir()
+    (base / "hdfs" / "user").mkdir(parents=True)  # as on a cluster: home folders live here
     hdfs = WebHdfsServer(base / "hdfs").start()
     derby = DerbyNetworkServer(base / "derby").start()
     shared = ["--root", hdfs.webhdfs_uri("/user/gan"), "--metastore-jdbc-url", derby.jdbc_url,
