@@ -70,8 +70,9 @@ def check_root(settings, create: bool) -> None:
     """Fail in one line, before any Spark work, when the root is not there.
 
     Stages that start a project (``create``) make the root folder itself, but not its missing
-    parents: a mistyped path fails instead of growing a new tree somewhere unexpected. Stages
-    that read what earlier stages wrote need the root to exist.
+    parents (except for the default root, ``runs/default``): a mistyped path fails instead of
+    growing a new tree somewhere unexpected. Stages that read what earlier stages wrote need
+    the root to exist.
     """
     root = settings.root
     store = open_storage(root, settings)
@@ -84,7 +85,7 @@ def check_root(settings, create: bool) -> None:
                           "the project there with hdp-gan ingest or hdp-gan pipeline")
     split = urlsplit(root)
     parent = urlunsplit(split._replace(path=posixpath.dirname(split.path.rstrip("/")) or "/"))
-    if not store.exists(parent):
+    if not store.exists(parent) and root != type(settings)().root:  # the default is made whole
         raise ConfigError(f"--root {redact_url(root)} does not exist and neither does its "
                           f"parent {redact_url(parent)}; check the path, or create the parent "
                           "first (mkdir -p, or hdfs dfs -mkdir -p on a cluster)")

@@ -112,3 +112,18 @@ def test_options_without_a_default_do_not_claim_one_in_help(job):
     result = job("runs", "--help")
     assert "(default: None)" not in result.stdout
     assert "(default: runs/default)" in " ".join(result.stdout.split())
+
+
+def test_the_default_root_is_made_with_its_parent_on_first_use(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "ingest", "--limit", "3"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(repo)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "runs" / "default" / "raw" / "fashion-mnist" / "train").is_dir()
