@@ -5,8 +5,8 @@ Spark actions on local-cluster with the archive unpacked as YARN would.
 The archive costs about two minutes the first time (pip install and compression of ~2 GB)
 and seconds afterwards: its dependency part is cached under HDP_GAN_ENV_CACHE
 (~/.cache/hdp-gan/env). The rehearsal carries the ``rehearsal`` mark and is left out of the
-default run (pytest.ini); ``scripts/rehearse.sh`` runs it. It takes about 17 minutes on 2
-cores, a third of it spent unpacking the archive for the driver and each executor of each of
+default run (pytest.ini); ``scripts/rehearse.sh`` runs it. It takes 11 to 17 minutes on 2
+cores, much of it spent unpacking the archive for the driver and each executor of each of
 the five actions.
 """
 
