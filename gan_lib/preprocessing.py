@@ -137,6 +137,7 @@ def decode_batches(batches, input_uri: str, decode: DecodeSettings, test_percent
     """Arrow batches of ``binaryFile`` rows in, Arrow batches of DECODED_SCHEMA rows out."""
     import pyarrow as pa
 
+    input_folder = _real_folder(input_uri)
     for batch in batches:
         columns = {name: [] for name in ("path", "status", "image_id", "label", "split",
                                          "height", "width", "channels", "pixels", "reason",
@@ -144,18 +145,19 @@ def decode_batches(batches, input_uri: str, decode: DecodeSettings, test_percent
         paths = batch.column("path").to_pylist()
         contents = batch.column("content").to_pylist()
         for path, content in zip(paths, contents):
-            row = _decode_one(path, content or b"", input_uri, decode, test_percent)
+            row = _decode_one(path, content or b"", input_uri, input_folder, decode,
+                              test_percent)
             for name, value in row.items():
                 columns[name].append(value)
         yield pa.RecordBatch.from_pydict(columns, schema=_decoded_arrow_schema())
 
 
-def _decode_one(path, content, input_uri, decode, test_percent) -> dict:
+def _decode_one(path, content, input_uri, input_folder, decode, test_percent) -> dict:
     row = {"path": path, "size_bytes": len(content), "detected_format": detect_format(content),
            "status": "accepted", "image_id": None, "label": None, "split": None,
            "height": None, "width": None, "channels": None, "pixels": None,
            "reason": None, "detail": None}
-    if _links_outside(path, input_uri):
+    if _links_outside(path, input_folder):
         row.update(status="rejected", reason="outside_input", detected_format=None,
                    detail="a symbolic link in the input folder points to a file outside it, "
                           "which is not read; copy the file in, or give the folder it lives in "
@@ -179,14 +181,19 @@ def _decode_one(path, content, input_uri, decode, test_percent) -> dict:
     return row
 
 
-def _links_outside(path: str, input_uri: str) -> bool:
+def _real_folder(input_uri: str) -> str | None:
+    """The input folder with symbolic links resolved, for a local input; None otherwise."""
+    return os.path.realpath(urlsplit(input_uri).path) if urlsplit(input_uri).scheme in (
+        "", "file") else None
+
+
+def _links_outside(path: str, input_folder: str | None) -> bool:
     """True when a local file reached through a symbolic link lies outside the input folder.
     (HDFS has no symbolic links enabled by default; its paths are never outside.)"""
-    if not path.startswith("file:"):
+    if input_folder is None or not path.startswith("file:"):
         return False
-    folder = os.path.realpath(urlsplit(input_uri).path)
     target = os.path.realpath(path_part(path))
-    return os.path.commonpath([folder, target]) != folder
+    return os.path.commonpath([input_folder, target]) != input_folder
 
 
 def _decoded_arrow_schema():

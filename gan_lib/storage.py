@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from gan_lib.config import ConfigError, redact_url
+from gan_lib.config import ConfigError, Settings, redact_url
 from gan_lib.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def check_root(settings, create: bool) -> None:
                           "the project there with hdp-gan ingest or hdp-gan pipeline")
     split = urlsplit(root)
     parent = urlunsplit(split._replace(path=posixpath.dirname(split.path.rstrip("/")) or "/"))
-    if not store.exists(parent) and root != type(settings)().root:  # the default is made whole
+    if not store.exists(parent) and root != Settings().root:  # the default is made whole
         raise ConfigError(f"--root {redact_url(root)} does not exist and neither does its "
                           f"parent {redact_url(parent)}; check the path, or create the parent "
                           "first (mkdir -p, or hdfs dfs -mkdir -p on a cluster)")

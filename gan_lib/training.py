@@ -264,6 +264,7 @@ class _Loop:
                          "learning_rate": self.trainer.learning_rate}
         self.history = []
         self.step_points = []  # the losses at every logged step, for the loss curve
+        self.published = []    # the last progress lines, numbered, for the driver
         self.good_state = None
         if options.resume:
             self._resume()
@@ -398,11 +399,10 @@ class _Loop:
         away). The file keeps the last few, so that a line the driver has not polled yet, such
         as an epoch's summary, is not overwritten before it is shown."""
         from gan_lib import storage
-        published = getattr(self, "_published", [])
-        count = (published[-1][0] if published else 0) + 1
-        self._published = (published + [(count, line)])[-PROGRESS_LINES_KEPT:]
+        number = (self.published[-1][0] if self.published else 0) + 1
+        self.published = (self.published + [(number, line)])[-PROGRESS_LINES_KEPT:]
         self.store.write_text(storage.join(self.options.run_uri, "progress.txt"),
-                              "".join(f"{number}\t{text}\n" for number, text in self._published))
+                              "".join(f"{n}\t{text}\n" for n, text in self.published))
 
     def _write_epoch_outputs(self, row):
         from gan_lib import storage, visuals

@@ -27,22 +27,31 @@ def _wait_for(predicate, timeout_s, what, poll_s=1.0):
     raise AssertionError(f"{what} did not happen within {timeout_s} s")
 
 
-def _executor_pids(root):
-    """PIDs of the executor JVMs started from this root's Spark home."""
-    listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True,
-                             text=True).stdout
-    return [int(line.split()[0]) for line in listing.splitlines()
-            if "CoarseGrainedExecutorBackend" in line and str(root) in line]
+def _executor_pids(state_dir):
+    """PIDs of the executor JVMs started from this state folder's Spark home."""
+    return [int(line.split()[0]) for line in _processes_under(state_dir)
+            if "CoarseGrainedExecutorBackend" in line]
 
 
-def test_killed_executor_fails_training_fast_and_resume_continues(fashion_root):
-    run_id = "train-executor-kill"
-    run = fashion_root / "runs" / run_id
-    process = _start_job("train", "--root", fashion_root, "--run-id", run_id, "--epochs", "40",
+def _start_long_training(root, run_id):
+    """A 40-epoch training run, returned once its first checkpoint is written:
+    (process, run folder). The process is killed if the checkpoint never comes."""
+    run = root / "runs" / run_id
+    process = _start_job("train", "--root", root, "--run-id", run_id, "--epochs", "40",
                          *TRAIN_ARGS)
     try:
         _wait_for(lambda: (run / "checkpoints" / "latest.json").exists(), 600,
                   "a first checkpoint")
+    except BaseException:
+        process.kill()
+        raise
+    return process, run
+
+
+def test_killed_executor_fails_training_fast_and_resume_continues(fashion_root):
+    run_id = "train-executor-kill"
+    process, run = _start_long_training(fashion_root, run_id)
+    try:
         pids = _executor_pids(fashion_root / "_local")
         assert len(pids) == 2
         os.kill(pids[-1], signal.SIGKILL)
@@ -156,14 +165,8 @@ def _hidden_leftovers(folder):
 
 def test_killed_training_driver_then_resume_gives_each_epoch_once(fashion_root, job):
     run_id = "train-driver-kill"
-    run = fashion_root / "runs" / run_id
-    process = _start_job("train", "--root", fashion_root, "--run-id", run_id, "--epochs", "40",
-                         *TRAIN_ARGS)
-    try:
-        _wait_for(lambda: (run / "checkpoints" / "latest.json").exists(), 600,
-                  "a first checkpoint")
-    finally:
-        _kill_driver(process, fashion_root / "_local")
+    process, run = _start_long_training(fashion_root, run_id)
+    _kill_driver(process, fashion_root / "_local")
 
     saved = json.loads((run / "checkpoints" / "latest.json").read_text())["progress"]
     epochs = saved["epoch"] + 1

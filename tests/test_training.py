@@ -65,6 +65,7 @@ def _loop(tmp_path, **overrides):
                      "learning_rate": loop.trainer.learning_rate}
     loop.history = []
     loop.step_points = []
+    loop.published = []
     loop._remember_good_state()
     return loop
 
