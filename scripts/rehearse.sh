@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rehearse the Oozie workflow as YARN would run it: build the environment archive, assemble
 # the application, and run every Spark action in workflow order with spark-submit on
-# local-cluster, the archive unpacked for the driver and each executor. 11 to 17 minutes on
+# local-cluster, the archive unpacked for the driver and each executor. About 11 minutes on
 # 2 cores, which is why it is not part of scripts/test.sh.
 set -euo pipefail
 

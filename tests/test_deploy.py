@@ -2,10 +2,10 @@
 scripts/submit_yarn.sh, the upload of the Oozie folder, and a rehearsal of the workflow's
 Spark actions on local-cluster with the archive unpacked as YARN would.
 
-The archive costs about two minutes the first time (pip install and compression of ~2 GB)
+The archive took 78 s the first time here (pip install and compression to a 771 MB archive)
 and seconds afterwards: its dependency part is cached under HDP_GAN_ENV_CACHE
 (~/.cache/hdp-gan/env). The rehearsal carries the ``rehearsal`` mark and is left out of the
-default run (pytest.ini); ``scripts/rehearse.sh`` runs it. It takes 11 to 17 minutes on 2
+default run (pytest.ini); ``scripts/rehearse.sh`` runs it. It takes about 11 minutes on 2
 cores, much of it spent unpacking the archive for the driver and each executor of each of
 the five actions.
 """
