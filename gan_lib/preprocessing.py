@@ -208,7 +208,7 @@ def _decoded_arrow_schema():
 
 def preprocess(spark, settings: Settings, options: PreprocessOptions, run: StageRun) -> dict:
     """Run the stage; returns the counts (also stored in the run row)."""
-    from pyspark.sql import Window, functions as F
+    from pyspark.sql import functions as F
 
     staging = storage.join(run_dir(settings, run.run_id), "staging", "decoded")
     files = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
@@ -224,14 +224,17 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
     decoded = spark.read.parquet(staging)
     logger.info("decoded; writing the dataset %s", options.dataset)
 
-    accepted = decoded.where(F.col("status") == "accepted")
-    first = Window.partitionBy("image_id").orderBy("path")
-    unique = (accepted.withColumn("_rank", F.row_number().over(first))
-              .where(F.col("_rank") == 1).drop("_rank"))
-    names = sorted(r.label for r in unique.select("label").distinct().collect()
+    kept, copies, copy_count = _first_copies(decoded)
+    names = sorted(r.label for r in kept.select("label").distinct().collect()
                    if r.label is not None)
     label_index = F.create_map(*[F.lit(x) for pair in enumerate(names) for x in pair[::-1]]) \
         if names else None
+    accepted = decoded.where(F.col("status") == "accepted")
+    if copy_count:
+        small = copy_count <= BROADCAST_DUPLICATES
+        unique = accepted.join(F.broadcast(copies) if small else copies, "path", "left_anti")
+    else:
+        unique = accepted
     images = unique.select(
         "image_id", F.col("path").alias("source_path"), "label",
         (label_index[F.col("label")] if names else F.lit(None)).cast("int").alias("label_index"),
@@ -252,11 +255,34 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
     return counts
 
 
+# Above this many duplicate files the paths to drop are joined without broadcasting them.
+BROADCAST_DUPLICATES = 100_000
+
+
+def _first_copies(decoded):
+    """The accepted files kept (the first path of each pixel content), the paths of the later
+    copies, and how many copies there are.
+
+    Only the ids, paths and labels are shuffled to find them; the pixel bytes are then read
+    once and filtered in place (an anti-join against the usually short list of copies), not
+    sorted and shuffled by content hash."""
+    from pyspark.sql import Window, functions as F
+
+    keys = decoded.where(F.col("status") == "accepted").select("image_id", "path", "label")
+    ranked = keys.withColumn("_rank", F.row_number().over(
+        Window.partitionBy("image_id").orderBy("path")))
+    kept = ranked.where(F.col("_rank") == 1).drop("_rank")
+    copies = ranked.where(F.col("_rank") > 1).select("path")
+    return kept, copies, copies.count()
+
+
 def _stage_skipped_files(spark, listed: list[str], staging: str) -> None:
     """Spark's file sources skip zero-byte files without a word; every listed file that did
     not come through is added to the staged rows as rejected, so that nothing is lost."""
     from pyspark.sql import functions as F
 
+    if spark.read.parquet(staging).count() == len(listed):
+        return  # the usual case: every listed file has its row
     # inputFiles() gives URIs with names percent-encoded; the path column holds them decoded
     paths = spark.createDataFrame([(spark_path(unquote(p)),) for p in listed], "path STRING")
     skipped = paths.join(spark.read.parquet(staging).select("path"), "path", "left_anti")

@@ -109,6 +109,18 @@ def test_duplicate_contents_are_stored_once(first_run):
     assert len(ids) == len(set(ids)) == 41 + len(ODD_NAMES)
 
 
+def test_of_two_files_with_the_same_pixels_the_first_path_is_kept(first_run, messy_folder):
+    root, _ = first_run
+    copy = (messy_folder / "bag" / "copy-of-0.png").read_bytes()
+    same = sorted(str(path) for path in messy_folder.rglob("*.png")
+                  if not path.is_symlink() and path.read_bytes() == copy)
+    names = [tuple(path.split("/")[-2:]) for path in same]
+    stored = [tuple(row["source_path"].split("/")[-2:])
+              for row in _read_partition(root, "images", dataset="messy")]
+    assert len(names) == 2
+    assert [name for name in stored if name in names] == names[:1]
+
+
 def test_file_names_that_urls_would_encode_are_read_once_under_their_own_names(first_run):
     root, _ = first_run
     rows = _read_partition(root, "images", dataset="messy", split="train") + \
