@@ -211,6 +211,9 @@ def _local_conf(settings: Settings, state: Path) -> dict:
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.showConsoleProgress": str(sys.stderr.isatty()).lower(),
         "spark.executorEnv.SPARK_LOCAL_IP": "127.0.0.1",
+        # Hive's session folders, which it would otherwise leave in /tmp after every job
+        "spark.hadoop.hive.downloaded.resources.dir": str(state / "hive" / "resources"),
+        "spark.hadoop.hive.exec.local.scratchdir": str(state / "hive" / "scratch"),
     }
 
 
