@@ -220,18 +220,17 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
         DECODED_SCHEMA)
     logger.info("decoding the files under %s", options.input_uri)
     decoded.write.mode("overwrite").parquet(staging)
-    _stage_skipped_files(spark, files.inputFiles(), staging)
+    listed = _stage_skipped_files(spark, files.inputFiles(), staging)
     decoded = spark.read.parquet(staging)
     logger.info("decoded; writing the dataset %s", options.dataset)
 
-    kept, copies, copy_count = _first_copies(decoded)
-    names = sorted(r.label for r in kept.select("label").distinct().collect()
-                   if r.label is not None)
+    copies, found = _first_copies(decoded)
+    names = found["labels"]
     label_index = F.create_map(*[F.lit(x) for pair in enumerate(names) for x in pair[::-1]]) \
         if names else None
     accepted = decoded.where(F.col("status") == "accepted")
-    if copy_count:
-        small = copy_count <= BROADCAST_DUPLICATES
+    if found["copies"]:
+        small = found["copies"] <= BROADCAST_DUPLICATES
         unique = accepted.join(F.broadcast(copies) if small else copies, "path", "left_anti")
     else:
         unique = accepted
@@ -248,7 +247,7 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
     tables.write_partitions(spark, settings, "rejects", rejects)
     logger.info("dataset and rejects written; reconciling the counts")
 
-    counts = _reconcile(decoded, options.dataset, spark, settings)
+    counts = _reconcile(decoded, listed, found["unique"], options.dataset, spark, settings)
     counts["labels"] = len(names)
     storage.open_storage(staging, settings).delete(storage.join(run_dir(settings, run.run_id),
                                                                 "staging"))
@@ -260,29 +259,34 @@ BROADCAST_DUPLICATES = 100_000
 
 
 def _first_copies(decoded):
-    """The accepted files kept (the first path of each pixel content), the paths of the later
-    copies, and how many copies there are.
+    """The paths of accepted files whose pixels an earlier path (in path order) already has,
+    and, from the same pass, ``copies`` (how many), ``unique`` (distinct pixel contents) and
+    ``labels`` (the sorted label names of the images kept).
 
-    Only the ids, paths and labels are shuffled to find them; the pixel bytes are then read
-    once and filtered in place (an anti-join against the usually short list of copies), not
-    sorted and shuffled by content hash."""
+    Only ids, paths and labels are shuffled to find them; the pixel bytes are later read once
+    and filtered in place (an anti-join against the usually short list of copies), never
+    sorted or shuffled by content hash."""
     from pyspark.sql import Window, functions as F
 
     keys = decoded.where(F.col("status") == "accepted").select("image_id", "path", "label")
-    ranked = keys.withColumn("_rank", F.row_number().over(
-        Window.partitionBy("image_id").orderBy("path")))
-    kept = ranked.where(F.col("_rank") == 1).drop("_rank")
-    copies = ranked.where(F.col("_rank") > 1).select("path")
-    return kept, copies, copies.count()
+    first = F.row_number().over(Window.partitionBy("image_id").orderBy("path")) == 1
+    ranked = keys.withColumn("_first", first)
+    found = ranked.agg(
+        F.count_if(~F.col("_first")).alias("copies"), F.count_if("_first").alias("unique"),
+        F.collect_set(F.when(F.col("_first"), F.col("label"))).alias("labels")).first()
+    copies = ranked.where(~F.col("_first")).select("path")
+    return copies, {"copies": found["copies"], "unique": found["unique"],
+                    "labels": sorted(found["labels"])}
 
 
-def _stage_skipped_files(spark, listed: list[str], staging: str) -> None:
+def _stage_skipped_files(spark, listed: list[str], staging: str) -> int:
     """Spark's file sources skip zero-byte files without a word; every listed file that did
-    not come through is added to the staged rows as rejected, so that nothing is lost."""
+    not come through is added to the staged rows as rejected, so that nothing is lost.
+    Returns the number of files listed."""
     from pyspark.sql import functions as F
 
     if spark.read.parquet(staging).count() == len(listed):
-        return  # the usual case: every listed file has its row
+        return len(listed)  # the usual case: every listed file has its row
     # inputFiles() gives URIs with names percent-encoded; the path column holds them decoded
     paths = spark.createDataFrame([(spark_path(unquote(p)),) for p in listed], "path STRING")
     skipped = paths.join(spark.read.parquet(staging).select("path"), "path", "left_anti")
@@ -296,6 +300,7 @@ def _stage_skipped_files(spark, listed: list[str], staging: str) -> None:
         F.lit(0).cast("bigint").alias("size_bytes"),
         F.lit(None).cast("string").alias("detected_format"))
     rows.write.mode("append").parquet(staging)
+    return len(listed)
 
 
 def spark_path(uri: str) -> str:
@@ -303,22 +308,22 @@ def spark_path(uri: str) -> str:
     return "file:/" + uri[len("file:///"):] if uri.startswith("file:///") else uri
 
 
-def _reconcile(decoded, dataset: str, spark, settings: Settings) -> dict:
-    from pyspark.sql import functions as F
-
+def _reconcile(decoded, listed: int, unique: int, dataset: str, spark,
+               settings: Settings) -> dict:
+    """The stage's counts, checked: every listed file has one row, accepted or rejected, and
+    the table holds one row per distinct accepted image."""
     totals = decoded.groupBy("status").count().collect()
     by_status = {row["status"]: row["count"] for row in totals}
     seen = sum(by_status.values())
     rejected = by_status.get("rejected", 0)
     accepted_rows = by_status.get("accepted", 0)
-    unique = decoded.where(F.col("status") == "accepted").select("image_id").distinct().count()
     per_split = {row["split"]: row["count"] for row in spark.sql(
         f"SELECT split, count(*) AS count FROM {tables.qualified(settings, 'images')} "
         f"WHERE dataset = {tables.sql_string(dataset)} GROUP BY split").collect()}
     counts = {"files_seen": seen, "accepted": unique, "rejected": rejected,
               "duplicates": accepted_rows - unique, "per_split": per_split}
     stored = sum(per_split.values())
-    if seen != unique + rejected + counts["duplicates"] or stored != unique:
+    if seen != listed or seen != accepted_rows + rejected or stored != unique:
         raise StageError(f"counts do not reconcile: {counts}, rows stored {stored}")
     return counts
 
