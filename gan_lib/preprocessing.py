@@ -1,15 +1,20 @@
 """The preprocessing stage: any image folder into a clean dataset, nothing lost.
 
 Spark lists and reads the files (``binaryFile``, recursive); executors decode them in Arrow
-batches with ``gan_lib.images``; nothing but counts and label names reaches the driver.
-Decoded rows are staged once as Parquet under the run folder, then split three ways:
+batches with ``gan_lib.images``. No image reaches the driver: only counts, label and split
+names, and the paths of duplicate files when there are some. Decoded rows are staged once as
+Parquet under the run folder, then split three ways:
 
 * accepted images, one row per distinct pixel content, into the ``images`` table
-  (partitions ``dataset``/``split``, replaced as a whole on a rerun);
-* files that could not be used, with the reason, into the ``rejects`` table;
+  (partitions ``dataset``/``split``);
+* files that could not be used, with the reason, into the ``rejects`` table (partition
+  ``dataset``);
 * duplicates (same pixels as an accepted image), counted and dropped.
 
-The job checks ``files seen = accepted + rejected + duplicates`` before it records the run.
+A rerun replaces the dataset's partitions and drops those it no longer has. Before it records
+the run, the job checks that every listed file has exactly one row, accepted or rejected
+(``files seen = accepted + rejected + duplicates``), and that the table holds one row per
+distinct accepted image.
 """
 
 import logging
@@ -245,6 +250,11 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
         "path", "reason", "detail", "size_bytes", "detected_format",
         F.lit(run.run_id).alias("run_id"), F.lit(options.dataset).alias("dataset"))
     tables.write_partitions(spark, settings, "rejects", rejects)
+    mine = {"dataset": options.dataset}
+    tables.drop_partitions_except(spark, settings, "images", mine,
+                                  [{"split": split} for split in found["splits"]])
+    tables.drop_partitions_except(spark, settings, "rejects", mine,
+                                  [{}] if _has_rejects(decoded) else [])
     logger.info("dataset and rejects written; reconciling the counts")
 
     counts = _reconcile(decoded, listed, found["unique"], options.dataset, spark, settings)
@@ -260,23 +270,32 @@ BROADCAST_DUPLICATES = 100_000
 
 def _first_copies(decoded):
     """The paths of accepted files whose pixels an earlier path (in path order) already has,
-    and, from the same pass, ``copies`` (how many), ``unique`` (distinct pixel contents) and
-    ``labels`` (the sorted label names of the images kept).
+    and, from the same pass, ``copies`` (how many), ``unique`` (distinct pixel contents),
+    ``labels`` (the sorted label names of the images kept) and ``splits`` (the splits they
+    fall in).
 
-    Only ids, paths and labels are shuffled to find them; the pixel bytes are later read once
-    and filtered in place (an anti-join against the usually short list of copies), never
-    sorted or shuffled by content hash."""
+    Only ids, paths, labels and splits are shuffled to find them. The pixel bytes are then
+    read once and filtered against the copies' paths, which are broadcast when there are up
+    to BROADCAST_DUPLICATES of them (the usual case: no pixel row moves); beyond that Spark
+    joins by path, shuffling the accepted rows once."""
     from pyspark.sql import Window, functions as F
 
-    keys = decoded.where(F.col("status") == "accepted").select("image_id", "path", "label")
+    keys = decoded.where(F.col("status") == "accepted").select("image_id", "path", "label",
+                                                                "split")
     first = F.row_number().over(Window.partitionBy("image_id").orderBy("path")) == 1
     ranked = keys.withColumn("_first", first)
     found = ranked.agg(
         F.count_if(~F.col("_first")).alias("copies"), F.count_if("_first").alias("unique"),
-        F.collect_set(F.when(F.col("_first"), F.col("label"))).alias("labels")).first()
+        F.collect_set(F.when(F.col("_first"), F.col("label"))).alias("labels"),
+        F.collect_set(F.when(F.col("_first"), F.col("split"))).alias("splits")).first()
     copies = ranked.where(~F.col("_first")).select("path")
     return copies, {"copies": found["copies"], "unique": found["unique"],
-                    "labels": sorted(found["labels"])}
+                    "labels": sorted(found["labels"]), "splits": sorted(found["splits"])}
+
+
+def _has_rejects(decoded) -> bool:
+    from pyspark.sql import functions as F
+    return bool(decoded.where(F.col("status") == "rejected").limit(1).count())
 
 
 def _stage_skipped_files(spark, listed: list[str], staging: str) -> int:

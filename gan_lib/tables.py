@@ -136,6 +136,32 @@ def write_partitions(spark, settings: Settings, table: str, frame) -> None:
     logger.debug("wrote %s", qualified(settings, table))
 
 
+def drop_partitions_except(spark, settings: Settings, table: str, prefix: dict,
+                           keep: list[dict]) -> list[str]:
+    """Drop the partitions under ``prefix`` (e.g. one dataset) that are not in ``keep``, files
+    included, after a rerun has written its own: dynamic overwrite replaces only the
+    partitions a write holds, so a split or a rejects partition that the new run no longer
+    has would otherwise stay behind. Returns the partitions dropped (``key=value/...``)."""
+    def spec(values: dict) -> str:
+        return "/".join(f"{key}={value}" for key, value in values.items())
+
+    ensure_tables(spark, settings, [table])
+    kept = {spec({**prefix, **values}) for values in keep}
+    listed = spark.sql(f"SHOW PARTITIONS {qualified(settings, table)} PARTITION ("
+                       + ", ".join(f"{key} = {sql_string(value)}" for key, value in prefix.items())
+                       + ")").collect()
+    dropped = [row[0] for row in listed if row[0] not in kept]
+    for name in dropped:
+        values = dict(part.split("=", 1) for part in name.split("/"))
+        spark.sql(f"ALTER TABLE {qualified(settings, table)} DROP IF EXISTS PARTITION ("
+                  + ", ".join(f"{key} = {sql_string(value)}" for key, value in values.items())
+                  + ")")
+        location = storage.join(table_location(settings, table), name)
+        storage.open_storage(location, settings).delete(location)
+        logger.info("dropped %s partition %s, which this run no longer has", table, name)
+    return dropped
+
+
 def sql_string(value: str) -> str:
     """Quote a validated value as an SQL string literal."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"

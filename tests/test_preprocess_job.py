@@ -2,12 +2,15 @@
 
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as parquet
 import pytest
 from PIL import Image
 
+from conftest import REPO
 from gan_lib import datasets
 
 BAD_FILES = {
@@ -181,6 +184,64 @@ def test_the_run_row_in_hive_holds_the_reconciled_counts(first_run, job):
     assert result.code == 0, result.stderr[-2000:]
     counts = json.loads(json.loads(result.stdout.strip().splitlines()[-1])["counts"])
     assert counts["files_seen"] == summary["counts"]["files_seen"]
+
+
+def test_hive_session_folders_are_created_in_the_local_state_folder(first_run):
+    root, _ = first_run
+    assert (root / "_local" / "hive" / "resources").is_dir()
+
+
+def _partitions(root, table, dataset):
+    location = root / "warehouse" / "hdp_gan.db" / table / f"dataset={dataset}"
+    return sorted(path.name for path in location.iterdir()) if location.exists() else None
+
+
+def test_rerun_drops_the_splits_and_rejects_the_input_no_longer_has(tmp_path, job):
+    images, _ = _real_images(8)
+    for split, chosen in (("train", images[:5]), ("test", images[5:])):
+        (tmp_path / "in" / split / "shirt").mkdir(parents=True)
+        for index, image in enumerate(chosen):
+            Image.fromarray(image).save(tmp_path / "in" / split / "shirt" / f"{index}.png")
+    (tmp_path / "in" / "train" / "shirt" / "broken.png").write_bytes(b"")
+    root = tmp_path / "root"
+    arguments = ("preprocess", "--root", root, "--input", tmp_path / "in", "--dataset", "shrink")
+    assert job(*arguments).code == 0
+    assert _partitions(root, "images", "shrink") == ["split=test", "split=train"]
+    assert _read_partition(root, "rejects", dataset="shrink")
+
+    (tmp_path / "in" / "train" / "shirt" / "broken.png").unlink()
+    for path in (tmp_path / "in" / "test" / "shirt").iterdir():
+        path.unlink()
+    rerun = job(*arguments)
+    assert rerun.code == 0, rerun.stderr[-2000:]
+    assert rerun.summary["counts"]["per_split"] == {"train": 5}
+    assert _partitions(root, "images", "shrink") == ["split=train"]
+    assert _partitions(root, "rejects", "shrink") is None
+    shown = job("sql", "--root", root, "--json", "SHOW PARTITIONS images")
+    assert [json.loads(line)["partition"] for line in shown.stdout.splitlines()
+            if line.startswith("{")] == ["dataset=shrink/split=train"]
+
+
+def test_copies_beyond_the_broadcast_limit_are_dropped_by_a_join_on_path(tmp_path):
+    images, _ = _real_images(3)
+    folder = tmp_path / "in" / "shirt"
+    folder.mkdir(parents=True)
+    for index, image in enumerate(images):
+        for copy in range(2):
+            Image.fromarray(image).save(folder / f"{index}-{copy}.png")
+    code = ("import sys; from gan_lib import preprocessing; "
+            "preprocessing.BROADCAST_DUPLICATES = 0; from jobs import cli; "
+            "sys.exit(cli.main(sys.argv[1:]))")
+    process = subprocess.run(
+        [sys.executable, "-c", code, "preprocess", "--root", str(tmp_path / "root"), "--input",
+         str(tmp_path / "in"), "--dataset", "copies", "--test-percent", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert process.returncode == 0, process.stderr[-2000:]
+    counts = json.loads(process.stdout.strip().splitlines()[-1])["counts"]
+    assert (counts["accepted"], counts["duplicates"]) == (3, 3)
+    rows = _read_partition(tmp_path / "root", "images", dataset="copies")
+    assert sorted(row["source_path"].rsplit("/", 1)[-1] for row in rows) == [
+        "0-0.png", "1-0.png", "2-0.png"]
 
 
 def test_rgb_dataset_has_64_by_64_by_3_pixels(tmp_path, job):
