@@ -45,11 +45,17 @@ def join(uri: str, *parts: str) -> str:
 
 
 def local_path(uri: str) -> Path:
-    """The local path of a ``file://`` URI (or of a plain path)."""
-    split = urlsplit(uri)
-    if split.scheme not in ("", "file"):
+    """The local path of a ``file:`` URI (or of a plain path), taken as written: as in Spark's
+    and Hadoop's paths, '#', '?' and '%' are parts of file names here, not URL syntax."""
+    if uri.startswith("file://localhost/"):
+        return Path(uri[len("file://localhost"):])
+    if uri.startswith("file://"):
+        return Path(uri[len("file://"):] or "/")
+    if uri.startswith("file:"):
+        return Path(uri[len("file:"):])
+    if urlsplit(uri).scheme:
         raise ConfigError(f"{redact_url(uri)!r} is not a local path")
-    return Path(split.path)
+    return Path(uri)
 
 
 def open_storage(uri: str, settings=None) -> "Storage":
@@ -187,7 +193,7 @@ class LocalStorage(Storage):
             for name in sorted(n for n in names if not n.startswith(HIDDEN_PREFIXES)):
                 if len(found) >= limit:
                     return found
-                found.append(Path(folder, name).as_uri())
+                found.append("file://" + str(Path(folder, name)))
         return found
 
     def read_head(self, uri, size):

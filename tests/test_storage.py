@@ -79,6 +79,18 @@ def test_files_lists_up_to_the_limit_leaving_out_what_hadoop_leaves_out(base):
     assert len(store.files(tree, limit=2)) == 2
 
 
+def test_local_names_with_url_characters_are_listed_and_read_as_written(tmp_path):
+    folder = tmp_path / "my photos#1?"
+    names = ["a b.png", "c#d.png", "e?f.png", "\u00e9.png", "g%41.png"]
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_bytes(b"x")
+    store = storage.open_storage(str(folder))
+    listed = store.files(str(folder), limit=10)
+    assert sorted(storage.local_path(uri).name for uri in listed) == sorted(names)
+    assert [store.read_head(uri, 1) for uri in listed] == [b"x"] * len(names)
+
+
 def test_read_head_returns_only_the_first_bytes(base):
     store = storage.open_storage(base)
     uri = storage.join(base, "head.bin")
