@@ -86,12 +86,18 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
         raise ConfigError(f"--input {options.input_uri} holds no images: none of {which} "
                           "starts like a PNG, JPEG, GIF, BMP, WebP or TIFF image; point --input "
                           "at the folder of images")
-    if urlsplit(options.input_uri).scheme in ("", "file"):
-        loop = _symlink_loop(urlsplit(options.input_uri).path)
+    if _is_local(options.input_uri):
+        folder = str(storage.local_path(options.input_uri))
+        loop = _symlink_loop(folder)
         if loop:
             raise ConfigError(f"--input {options.input_uri} holds a symbolic link loop: {loop} "
                               "points to a folder that contains it, so the listing would never "
                               "end; remove the link")
+        colon = _name_with_colon(folder)
+        if colon:
+            raise ConfigError(f"--input {options.input_uri} holds {colon}, whose name has a ':'; "
+                              "Hadoop's file systems cannot read such names (HDFS does not allow "
+                              "them): rename the file")
     probe = storage.join(settings.root, "runs", ".write-probe")
     try:
         root_store = storage.open_storage(settings.root, settings)
@@ -99,6 +105,28 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
         root_store.delete(probe)
     except storage.StorageError as error:
         raise ConfigError(f"--root {settings.root} is not writable: {error}") from error
+
+
+def absolute_input(input_uri: str) -> str:
+    """A plain input path made absolute and normal (relative, '..', doubled slashes), as Spark
+    will print its files' paths; URIs are kept as they are."""
+    if urlsplit(input_uri).scheme and "://" in input_uri or input_uri.startswith("file:"):
+        return input_uri
+    return os.path.normpath(os.path.abspath(os.path.expanduser(input_uri)))
+
+
+def _is_local(input_uri: str) -> bool:
+    return input_uri.startswith("file:") or not urlsplit(input_uri).scheme
+
+
+def _name_with_colon(folder: str) -> str | None:
+    """The first file or folder under ``folder`` whose name holds a ':'."""
+    for parent, names, files in os.walk(folder):
+        names[:] = [name for name in names if not name.startswith((".", "_"))]
+        for name in sorted(names + files):
+            if ":" in name and not name.startswith((".", "_")):
+                return os.path.join(parent, name)
+    return None
 
 
 def _symlink_loop(folder: str) -> str | None:
@@ -122,10 +150,16 @@ def path_part(spark_path: str) -> str:
 
 def relative_parts(input_uri: str, path: str) -> list[str]:
     """Folder names between the input folder and the file (the file name excluded)."""
-    base = urlsplit(input_uri).path.rstrip("/") + "/"
+    base = _input_path(input_uri).rstrip("/") + "/"
     file_path = path_part(path)
     relative = file_path[len(base):] if file_path.startswith(base) else file_path.lstrip("/")
     return relative.split("/")[:-1]
+
+
+def _input_path(input_uri: str) -> str:
+    """The path part of the input as Spark prints file paths: a local input taken as written
+    ('#' and '?' are part of its name), a remote one without its scheme and host."""
+    return str(storage.local_path(input_uri)) if _is_local(input_uri) else path_part(input_uri)
 
 
 def label_and_split(parts: list[str], image_id: str, test_percent: int):
@@ -188,8 +222,7 @@ def _decode_one(path, content, input_uri, input_folder, decode, test_percent) ->
 
 def _real_folder(input_uri: str) -> str | None:
     """The input folder with symbolic links resolved, for a local input; None otherwise."""
-    return os.path.realpath(urlsplit(input_uri).path) if urlsplit(input_uri).scheme in (
-        "", "file") else None
+    return os.path.realpath(storage.local_path(input_uri)) if _is_local(input_uri) else None
 
 
 def _links_outside(path: str, input_folder: str | None) -> bool:

@@ -33,7 +33,9 @@ def build_parser():
 
 def run(args, settings):
     options = preprocessing.PreprocessOptions(
-        input_uri=args.input or datasets.raw_dir(settings, args.dataset), dataset=args.dataset,
+        input_uri=preprocessing.absolute_input(args.input or datasets.raw_dir(settings,
+                                                                              args.dataset)),
+        dataset=args.dataset,
         image_size=args.image_size, channels=args.channels, max_pixels=args.max_pixels,
         min_size=args.min_size, test_percent=args.test_percent)
     preprocessing.check_before_spark(settings, options)

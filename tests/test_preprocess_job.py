@@ -281,6 +281,32 @@ def test_symlink_loop_in_the_input_fails_before_any_spark_work(tmp_path, job):
     assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
 
 
+def test_input_path_with_url_characters_and_doubled_slashes_is_read_as_written(tmp_path, job):
+    images, _ = _real_images(3)
+    folder = tmp_path / "in#1 x?" / "shirt"
+    folder.mkdir(parents=True)
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{index}.png")
+    result = job("preprocess", "--root", tmp_path / "root", "--input",
+                 f"{tmp_path}//in#1 x?/", "--dataset", "odd", "--test-percent", "0")
+    assert result.code == 0, result.stderr[-2000:]
+    assert (result.summary["counts"]["accepted"], result.summary["counts"]["rejected"]) == (3, 0)
+    rows = _read_partition(tmp_path / "root", "images", dataset="odd", split="train")
+    assert {row["label"] for row in rows} == {"shirt"}
+
+
+def test_file_name_with_a_colon_fails_before_any_spark_work_naming_it(tmp_path, job):
+    folder = tmp_path / "images" / "shoes"
+    folder.mkdir(parents=True)
+    (folder / "one.png").write_bytes(_png(32, 32))
+    (folder / "12:30.png").write_bytes(_png(32, 32))
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
+    assert result.code == 2
+    assert str(folder / "12:30.png") in result.last_error_line
+    assert "rename the file" in result.last_error_line
+    assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
 def test_folder_of_files_that_are_not_images_fails_before_any_spark_work(tmp_path, job):
     folder = tmp_path / "documents"
     folder.mkdir()
