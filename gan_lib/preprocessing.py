@@ -87,13 +87,11 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
                           "starts like a PNG, JPEG, GIF, BMP, WebP or TIFF image; point --input "
                           "at the folder of images")
     if _is_local(options.input_uri):
-        folder = str(storage.local_path(options.input_uri))
-        loop = _symlink_loop(folder)
+        loop, colon = _link_loop_and_colon(str(storage.local_path(options.input_uri)))
         if loop:
             raise ConfigError(f"--input {options.input_uri} holds a symbolic link loop: {loop} "
                               "points to a folder that contains it, so the listing would never "
                               "end; remove the link")
-        colon = _name_with_colon(folder)
         if colon:
             raise ConfigError(f"--input {options.input_uri} holds {colon}, whose name has a ':'; "
                               "Hadoop's file systems cannot read such names (HDFS does not allow "
@@ -119,26 +117,24 @@ def _is_local(input_uri: str) -> bool:
     return input_uri.startswith("file:") or not urlsplit(input_uri).scheme
 
 
-def _name_with_colon(folder: str) -> str | None:
-    """The first file or folder under ``folder`` whose name holds a ':'."""
+def _link_loop_and_colon(folder: str) -> tuple[str | None, str | None]:
+    """In one walk of ``folder``: the first symbolic link that points to a folder containing
+    itself, and the first file or folder whose name holds a ':'."""
+    loop = colon = None
     for parent, names, files in os.walk(folder):
-        names[:] = [name for name in names if not name.startswith((".", "_"))]
-        for name in sorted(names + files):
-            if ":" in name and not name.startswith((".", "_")):
-                return os.path.join(parent, name)
-    return None
-
-
-def _symlink_loop(folder: str) -> str | None:
-    """The first symbolic link under ``folder`` that points to a folder containing itself."""
-    for parent, names, _ in os.walk(folder):
+        names[:] = sorted(n for n in names if not n.startswith(storage.HIDDEN_PREFIXES))
         for name in names:
             link = os.path.join(parent, name)
-            if os.path.islink(link):
+            if loop is None and os.path.islink(link):
                 target = os.path.realpath(link)
                 if os.path.commonpath([target, os.path.realpath(parent)]) == target:
-                    return link
-    return None
+                    loop = link
+        for name in sorted(names + files):
+            if colon is None and ":" in name and not name.startswith(storage.HIDDEN_PREFIXES):
+                colon = os.path.join(parent, name)
+        if loop and colon:
+            break
+    return loop, colon
 
 
 def path_part(spark_path: str) -> str:
@@ -258,10 +254,13 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
         DECODED_SCHEMA)
     logger.info("decoding the files under %s", options.input_uri)
     decoded.write.mode("overwrite").parquet(staging)
-    listed = _stage_skipped_files(spark, files.inputFiles(), staging)
+    listed = files.inputFiles()
+    _stage_skipped_files(spark, listed, staging)
     decoded = spark.read.parquet(staging)
     logger.info("decoded; writing the dataset %s", options.dataset)
 
+    by_status = {row["status"]: row["count"]
+                 for row in decoded.groupBy("status").count().collect()}
     copies, found = _first_copies(decoded)
     names = found["labels"]
     label_index = F.create_map(*[F.lit(x) for pair in enumerate(names) for x in pair[::-1]]) \
@@ -287,10 +286,11 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
     tables.drop_partitions_except(spark, settings, "images", mine,
                                   [{"split": split} for split in found["splits"]])
     tables.drop_partitions_except(spark, settings, "rejects", mine,
-                                  [{}] if _has_rejects(decoded) else [])
+                                  [{}] if by_status.get("rejected") else [])
     logger.info("dataset and rejects written; reconciling the counts")
 
-    counts = _reconcile(decoded, listed, found["unique"], options.dataset, spark, settings)
+    counts = _reconcile(by_status, len(listed), found["unique"], options.dataset, spark,
+                        settings)
     counts["labels"] = len(names)
     storage.open_storage(staging, settings).delete(storage.join(run_dir(settings, run.run_id),
                                                                 "staging"))
@@ -326,19 +326,14 @@ def _first_copies(decoded):
                     "labels": sorted(found["labels"]), "splits": sorted(found["splits"])}
 
 
-def _has_rejects(decoded) -> bool:
-    from pyspark.sql import functions as F
-    return bool(decoded.where(F.col("status") == "rejected").limit(1).count())
 
-
-def _stage_skipped_files(spark, listed: list[str], staging: str) -> int:
+def _stage_skipped_files(spark, listed: list[str], staging: str) -> None:
     """Spark's file sources skip zero-byte files without a word; every listed file that did
-    not come through is added to the staged rows as rejected, so that nothing is lost.
-    Returns the number of files listed."""
+    not come through is added to the staged rows as rejected, so that nothing is lost."""
     from pyspark.sql import functions as F
 
     if spark.read.parquet(staging).count() == len(listed):
-        return len(listed)  # the usual case: every listed file has its row
+        return  # the usual case: every listed file has its row
     # inputFiles() gives URIs with names percent-encoded; the path column holds them decoded
     paths = spark.createDataFrame([(spark_path(unquote(p)),) for p in listed], "path STRING")
     skipped = paths.join(spark.read.parquet(staging).select("path"), "path", "left_anti")
@@ -352,7 +347,6 @@ def _stage_skipped_files(spark, listed: list[str], staging: str) -> int:
         F.lit(0).cast("bigint").alias("size_bytes"),
         F.lit(None).cast("string").alias("detected_format"))
     rows.write.mode("append").parquet(staging)
-    return len(listed)
 
 
 def spark_path(uri: str) -> str:
@@ -360,12 +354,10 @@ def spark_path(uri: str) -> str:
     return "file:/" + uri[len("file:///"):] if uri.startswith("file:///") else uri
 
 
-def _reconcile(decoded, listed: int, unique: int, dataset: str, spark,
+def _reconcile(by_status: dict, listed: int, unique: int, dataset: str, spark,
                settings: Settings) -> dict:
     """The stage's counts, checked: every listed file has one row, accepted or rejected, and
     the table holds one row per distinct accepted image."""
-    totals = decoded.groupBy("status").count().collect()
-    by_status = {row["status"]: row["count"] for row in totals}
     seen = sum(by_status.values())
     rejected = by_status.get("rejected", 0)
     accepted_rows = by_status.get("accepted", 0)
