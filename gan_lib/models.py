@@ -12,9 +12,12 @@ beta_1 = 0.5, one-sided label smoothing (real = 0.9), batch 64.
 5x5 kernels, Keras' default initialisation, dropout in the discriminator, Adam 1e-4 for
 both networks, batch 256.
 
-Batch normalisation is synchronized across workers: the batch statistics are those of the
-global batch, so every worker keeps the same moving averages and the networks stay identical
-on every node (with per-worker statistics the moving averages drift apart).
+Batch normalisation uses each worker's own batch, as data-parallel training usually does:
+synchronizing the statistics costs one small collective per layer and call, forward and
+backward, which on CPU workers cost more than the rest of the step's communication. The
+moving averages (used only when drawing samples and exporting) drift apart between workers,
+so the training loop averages them over all workers at the end of every epoch
+(``GanTrainer.average_statistics``) and every node then holds the same networks.
 
 Image sizes 28x28, 32x32 and 64x64 are supported, with 1 or 3 channels. Images enter the
 discriminator scaled to [-1, 1]; the generator ends in tanh.
@@ -72,7 +75,7 @@ def build_generator(latent_dim: int, image_size: int, channels: int, recipe: Rec
     filters = width * 2 ** (upsamplings - 1)
     noise = keras.Input((latent_dim,), name="noise")
     x = layers.Dense(start * start * filters, use_bias=False, kernel_initializer=init)(noise)
-    x = layers.BatchNormalization(momentum=0.9, synchronized=True)(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.Reshape((start, start, filters))(x)
     # state: start x start x (width * 2^(upsamplings-1)), e.g. 7 x 7 x 128 for 28x28
@@ -80,7 +83,7 @@ def build_generator(latent_dim: int, image_size: int, channels: int, recipe: Rec
         filters //= 2
         x = layers.Conv2DTranspose(filters, recipe.kernel_size, strides=2, padding="same",
                                    use_bias=False, kernel_initializer=init)(x)
-        x = layers.BatchNormalization(momentum=0.9, synchronized=True)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.ReLU()(x)
         # state: doubled side x filters, e.g. 14 x 14 x 64 for 28x28
     images = layers.Conv2DTranspose(channels, recipe.kernel_size, strides=2, padding="same",
@@ -109,7 +112,7 @@ def build_discriminator(image_size: int, channels: int, recipe: Recipe, width: i
         filters *= 2
         x = layers.Conv2D(filters, recipe.kernel_size, strides=2, padding="same",
                           use_bias=False, kernel_initializer=init)(x)
-        x = layers.BatchNormalization(momentum=0.9, synchronized=True)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.LeakyReLU(0.2)(x)
         # state: halved side x filters, e.g. 7 x 7 x 128 for 28x28
     x = layers.Flatten()(x)
@@ -124,13 +127,13 @@ def _tutorial_generator(latent_dim: int, image_size: int, channels: int):
     start = image_size // 4
     noise = keras.Input((latent_dim,), name="noise")
     x = layers.Dense(start * start * 256, use_bias=False)(noise)
-    x = layers.LeakyReLU()(layers.BatchNormalization(synchronized=True)(x))
+    x = layers.LeakyReLU()(layers.BatchNormalization()(x))
     x = layers.Reshape((start, start, 256))(x)
     # state: size/4 x size/4 x 256
     x = layers.Conv2DTranspose(128, 5, strides=1, padding="same", use_bias=False)(x)
-    x = layers.LeakyReLU()(layers.BatchNormalization(synchronized=True)(x))
+    x = layers.LeakyReLU()(layers.BatchNormalization()(x))
     x = layers.Conv2DTranspose(64, 5, strides=2, padding="same", use_bias=False)(x)
-    x = layers.LeakyReLU()(layers.BatchNormalization(synchronized=True)(x))
+    x = layers.LeakyReLU()(layers.BatchNormalization()(x))
     # state: size/2 x size/2 x 64
     images = layers.Conv2DTranspose(channels, 5, strides=2, padding="same", use_bias=False,
                                     activation="tanh")(x)

@@ -120,8 +120,12 @@ class GanTrainer:
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
         self._step = tf.function(self._distributed_step)
+        self._average = tf.function(self._distributed_average)
 
     def _replica_step(self, real, poison):
+        """One node's half of a step: losses and gradients of its own batch, then a single
+        all-reduce that sums both networks' gradients and the four logged values over every
+        node (one collective per step instead of one per network and one per value)."""
         import tensorflow as tf
 
         batch = tf.shape(real)[0]
@@ -141,25 +145,49 @@ class GanTrainer:
             g_loss = tf.reduce_sum(g_per_example) / self.global_batch + poison
         d_gradients = d_tape.gradient(d_loss, self.discriminator.trainable_variables)
         g_gradients = g_tape.gradient(g_loss, self.generator.trainable_variables)
-        # Keras' optimizer sums the gradients over all replicas of all nodes before applying
-        # them; the losses are divided by the global batch, so the sum is the global mean.
-        self.d_optimizer.apply_gradients(zip(d_gradients, self.discriminator.trainable_variables))
-        self.g_optimizer.apply_gradients(zip(g_gradients, self.generator.trainable_variables))
         d_real = tf.reduce_sum(tf.sigmoid(real_logits)) / self.global_batch
         d_fake = tf.reduce_sum(tf.sigmoid(fake_logits)) / self.global_batch
-        return d_loss, g_loss, d_real, d_fake
+        logged = tf.stack([d_loss, g_loss, d_real, d_fake])
+        # Every value is divided by the global batch, so the sums are global means.
+        return tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, d_gradients + g_gradients + [logged])
 
     def _distributed_step(self, real, poison):
+        reduced = self.strategy.run(self._replica_step, args=(real, poison))
+        d_count = len(self.discriminator.trainable_variables)
+        # Applied in cross-replica context, where Keras' optimizer takes the gradients as
+        # they come: they are already summed over all nodes.
+        self.d_optimizer.apply_gradients(zip(reduced[:d_count],
+                                             self.discriminator.trainable_variables))
+        self.g_optimizer.apply_gradients(zip(reduced[d_count:-1],
+                                             self.generator.trainable_variables))
+        return self.strategy.experimental_local_results(reduced[-1])[0]
+
+    def _replica_average_statistics(self):
         import tensorflow as tf
 
-        results = self.strategy.run(self._replica_step, args=(real, poison))
-        return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-                for value in results]
+        variables = self.generator.non_trainable_variables + \
+            self.discriminator.non_trainable_variables
+        averaged = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in variables])
+        for variable, value in zip(variables, averaged):
+            variable.assign(value)
+
+    def _distributed_average(self):
+        self.strategy.run(self._replica_average_statistics)
+
+    def average_statistics(self) -> None:
+        """Give every node the mean of the nodes' batch-normalisation moving statistics.
+
+        Each node normalises with its own batch while training; the moving averages, used
+        only when drawing samples and exporting, drift apart between nodes. Every node calls
+        this at the end of every epoch, so all nodes then hold the same networks."""
+        if self.generator.non_trainable_variables or self.discriminator.non_trainable_variables:
+            self._average()
 
     def step(self, real_batch, poison=0.0):
         import tensorflow as tf
-        values = self._step(real_batch, tf.constant(poison, tf.float32))
-        return [float(v) for v in values]
+        return [float(v) for v in self._step(real_batch, tf.constant(poison, tf.float32))]
 
     # State in and out of plain arrays, so checkpoints need no collective operation.
     def state(self) -> dict:
@@ -295,6 +323,7 @@ class _Loop:
             epoch_row = self._train_epoch(clock, total_steps, started_epoch)
             if epoch_row is None:
                 continue  # rolled back: the epoch is trained again
+            self.trainer.average_statistics()
             self.history.append(epoch_row)
             self.progress["epoch"] += 1
             self._remember_good_state()
