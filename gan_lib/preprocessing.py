@@ -77,6 +77,9 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
     if not store.is_dir(options.input_uri):
         raise ConfigError(f"--input {options.input_uri} is a file; give the folder that holds "
                           "the images")
+    if _is_local(options.input_uri):
+        # Before the probe below opens any file: a named pipe would block it.
+        _check_local_tree(options.input_uri)
     sample = store.files(options.input_uri, limit=IMAGE_PROBE_FILES)
     if not sample:
         raise ConfigError(f"--input {options.input_uri} holds no files")
@@ -86,16 +89,6 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
         raise ConfigError(f"--input {options.input_uri} holds no images: none of {which} "
                           "starts like a PNG, JPEG, GIF, BMP, WebP or TIFF image; point --input "
                           "at the folder of images")
-    if _is_local(options.input_uri):
-        loop, colon = _link_loop_and_colon(str(storage.local_path(options.input_uri)))
-        if loop:
-            raise ConfigError(f"--input {options.input_uri} holds a symbolic link loop: {loop} "
-                              "points to a folder that contains it, so the listing would never "
-                              "end; remove the link")
-        if colon:
-            raise ConfigError(f"--input {options.input_uri} holds {colon}, whose name has a ':'; "
-                              "Hadoop's file systems cannot read such names (HDFS does not allow "
-                              "them): rename the file")
     probe = storage.join(settings.root, "runs", ".write-probe")
     try:
         root_store = storage.open_storage(settings.root, settings)
@@ -117,24 +110,46 @@ def _is_local(input_uri: str) -> bool:
     return input_uri.startswith("file:") or not urlsplit(input_uri).scheme
 
 
-def _link_loop_and_colon(folder: str) -> tuple[str | None, str | None]:
-    """In one walk of ``folder``: the first symbolic link that points to a folder containing
-    itself, and the first file or folder whose name holds a ':'."""
-    loop = colon = None
+def _check_local_tree(input_uri: str) -> None:
+    problems = _local_tree_problems(str(storage.local_path(input_uri)))
+    if "loop" in problems:
+        raise ConfigError(f"--input {input_uri} holds a symbolic link loop: {problems['loop']} "
+                          "points to a folder that contains it, so the listing would never end; "
+                          "remove the link")
+    if "colon" in problems:
+        raise ConfigError(f"--input {input_uri} holds {problems['colon']}, whose name has a ':'; "
+                          "Hadoop's file systems cannot read such names (HDFS does not allow "
+                          "them): rename the file")
+    if "special" in problems:
+        raise ConfigError(f"--input {input_uri} holds {problems['special']}, which is not a "
+                          "regular file (a named pipe, socket or device); reading it would block "
+                          "or never end: remove it")
+
+
+def _local_tree_problems(folder: str) -> dict:
+    """In one walk of ``folder``, the first of each: a symbolic link that points to a folder
+    containing itself (``loop``), a file or folder whose name holds a ':' (``colon``), and an
+    entry that is neither a folder nor a regular file (``special``)."""
+    found = {}
     for parent, names, files in os.walk(folder):
         names[:] = sorted(n for n in names if not n.startswith(storage.HIDDEN_PREFIXES))
+        files = sorted(n for n in files if not n.startswith(storage.HIDDEN_PREFIXES))
         for name in names:
             link = os.path.join(parent, name)
-            if loop is None and os.path.islink(link):
+            if "loop" not in found and os.path.islink(link):
                 target = os.path.realpath(link)
                 if os.path.commonpath([target, os.path.realpath(parent)]) == target:
-                    loop = link
+                    found["loop"] = link
         for name in sorted(names + files):
-            if colon is None and ":" in name and not name.startswith(storage.HIDDEN_PREFIXES):
-                colon = os.path.join(parent, name)
-        if loop and colon:
+            if "colon" not in found and ":" in name:
+                found["colon"] = os.path.join(parent, name)
+        for name in files:
+            path = os.path.join(parent, name)
+            if "special" not in found and os.path.exists(path) and not os.path.isfile(path):
+                found["special"] = path
+        if len(found) == 3:
             break
-    return loop, colon
+    return found
 
 
 def path_part(spark_path: str) -> str:
@@ -242,9 +257,17 @@ def _decoded_arrow_schema():
 
 def preprocess(spark, settings: Settings, options: PreprocessOptions, run: StageRun) -> dict:
     """Run the stage; returns the counts (also stored in the run row)."""
+    staging = storage.join(run_dir(settings, run.run_id), "staging")
+    try:
+        return _decode_and_write(spark, settings, options, run,
+                                 storage.join(staging, "decoded"))
+    finally:  # the staged rows are the run's scratch data, whether it succeeded or not
+        storage.open_storage(staging, settings).delete(staging)
+
+
+def _decode_and_write(spark, settings, options, run, staging: str) -> dict:
     from pyspark.sql import functions as F
 
-    staging = storage.join(run_dir(settings, run.run_id), "staging", "decoded")
     files = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
              .load(options.input_uri).select("path", "content"))
     decode, input_uri, test_percent = (options.decode_settings, options.input_uri,
@@ -292,8 +315,6 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
     counts = _reconcile(by_status, len(listed), found["unique"], options.dataset, spark,
                         settings)
     counts["labels"] = len(names)
-    storage.open_storage(staging, settings).delete(storage.join(run_dir(settings, run.run_id),
-                                                                "staging"))
     return counts
 
 

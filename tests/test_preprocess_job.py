@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -281,12 +282,15 @@ def test_symlink_loop_in_the_input_fails_before_any_spark_work(tmp_path, job):
     assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
 
 
-def test_input_path_with_url_characters_and_doubled_slashes_is_read_as_written(tmp_path, job):
-    images, _ = _real_images(3)
-    folder = tmp_path / "in#1 x?" / "shirt"
+def _real_image_folder(folder, count):
+    """``count`` real Fashion-MNIST images as 0.png, 1.png, ... in a new ``folder``."""
     folder.mkdir(parents=True)
-    for index, image in enumerate(images):
+    for index, image in enumerate(_real_images(count)[0]):
         Image.fromarray(image).save(folder / f"{index}.png")
+
+
+def test_input_path_with_url_characters_and_doubled_slashes_is_read_as_written(tmp_path, job):
+    _real_image_folder(tmp_path / "in#1 x?" / "shirt", 3)
     result = job("preprocess", "--root", tmp_path / "root", "--input",
                  f"{tmp_path}//in#1 x?/", "--dataset", "odd", "--test-percent", "0")
     assert result.code == 0, result.stderr[-2000:]
@@ -317,3 +321,28 @@ def test_folder_of_files_that_are_not_images_fails_before_any_spark_work(tmp_pat
     assert result.code == 2
     assert "holds no images: none of its 4 files starts like a PNG" in result.last_error_line
     assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
+def test_named_pipe_in_the_input_fails_before_any_spark_work_naming_it(tmp_path, job):
+    folder = tmp_path / "images" / "shoes"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "0-pipe.png")  # the first file the image probe would open
+    (folder / "one.png").write_bytes(_png(32, 32))
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images",
+                 timeout=120)
+    assert result.code == 2
+    assert str(folder / "0-pipe.png") in result.last_error_line
+    assert "not a regular file" in result.last_error_line
+    assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
+def test_a_run_that_fails_after_decoding_leaves_no_staging_folder(tmp_path, job):
+    _real_image_folder(tmp_path / "in" / "shirt", 3)
+    root = tmp_path / "root"
+    table_folder = root / "warehouse" / "hdp_gan.db" / "images"
+    table_folder.parent.mkdir(parents=True)
+    table_folder.write_text("a file where the images table's folder belongs\n")
+    result = job("preprocess", "--root", root, "--input", tmp_path / "in", "--dataset", "x")
+    assert result.code == 1
+    assert "decoded; writing the dataset x" in result.stderr
+    assert list((root / "runs").glob("*/staging")) == []
