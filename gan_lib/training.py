@@ -62,6 +62,7 @@ class TrainOptions:
     fail_at_step: int = -1       # for fault-injection tests: raise on the chief at this step
     inject_nan_at_step: int = -1  # for the guard's tests: poison the losses at this step
     threads: int = 1
+    pin_cores: bool = False      # pin each node to its own cores of its host
     export: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -82,6 +83,45 @@ def node_rank() -> tuple[int, int]:
     task = config.get("task", {"type": "chief", "index": 0})
     rank = 0 if task["type"] == "chief" else task["index"] + len(cluster.get("chief", []))
     return rank, max(count, 1)
+
+
+def node_cores(rank: int, threads: int, cluster: dict, allowed: list[int]) -> list[int] | None:
+    """The cores a node takes on its host: the nodes of one host, in rank order, take
+    consecutive runs of ``threads`` cores from those the process may use; ``None`` when the
+    host has too few for this node."""
+    addresses = cluster.get("chief", []) + cluster.get("worker", [])
+    hosts = [address.rsplit(":", 1)[0] for address in addresses] or ["localhost"]
+    first = hosts[:rank].count(hosts[rank]) * threads
+    if first + threads > len(allowed):
+        return None
+    return allowed[first:first + threads]
+
+
+def pin_to_own_cores(threads: int) -> list[int] | None:
+    """Pin every thread of this node's process to its own cores (see ``node_cores``).
+
+    Two nodes on one host otherwise share all its cores: the operating system moves their
+    compute and communication threads between cores, each node's steps slow down by turns,
+    and in lock step every node waits for the slowest."""
+    rank, _ = node_rank()
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    cores = node_cores(rank, threads, cluster, sorted(os.sched_getaffinity(0)))
+    if cores is None:
+        logger.warning("not pinning node %d: its host has too few cores for %d thread(s) per "
+                       "node", rank, threads)
+        return None
+    _set_affinity(cores)
+    logger.info("node %d pinned to cores %s", rank, cores)
+    return cores
+
+
+def _set_affinity(cores) -> None:
+    """Set the cores every thread of this process may run on."""
+    for thread_id in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(thread_id), cores)
+        except OSError:
+            pass  # the thread ended meanwhile
 
 
 def shard_indices(count: int, rank: int, nodes: int, epoch: int, seed: int) -> np.ndarray:
@@ -260,18 +300,25 @@ def train_worker(options: TrainOptions, ctx=None) -> None:
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(options.threads)
     tf.config.threading.set_inter_op_parallelism_threads(options.threads)
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    rank, nodes = node_rank()
-    _Loop(options, strategy, rank, nodes).run()
+    allowed = os.sched_getaffinity(0)
+    cores = pin_to_own_cores(options.threads) if options.pin_cores else None
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        rank, nodes = node_rank()
+        _Loop(options, strategy, rank, nodes, cores).run()
+    finally:
+        if cores:  # Spark may reuse this Python worker for other tasks
+            _set_affinity(allowed)
 
 
 class _Loop:
     """One node's training loop; the chief (rank 0) also writes every output."""
 
-    def __init__(self, options, strategy, rank, nodes):
+    def __init__(self, options, strategy, rank, nodes, cores=None):
         from gan_lib import datasets, models, storage
 
         self.options, self.strategy, self.rank, self.nodes = options, strategy, rank, nodes
+        self.cores = cores
         self.is_chief = rank == 0
         self.store = storage.open_storage(options.run_uri, options.settings)
         images, _ = datasets.load_split(options.settings, options.dataset, "train")
@@ -338,7 +385,7 @@ class _Loop:
         the nodes trained in lock step."""
         from gan_lib import storage
         report = {"rank": self.rank, "nodes": self.nodes, "step": self.progress["step"],
-                  "generator_checksum": weights_checksum(self.trainer)}
+                  "generator_checksum": weights_checksum(self.trainer), "cores": self.cores}
         self.store.write_text(storage.join(self.options.run_uri, "nodes",
                                            f"rank-{self.rank}.json"), json.dumps(report))
 

@@ -40,6 +40,10 @@ def build_parser():
                         help="continue this run from its last checkpoint")
     parser.add_argument("--timeout-minutes", type=common.positive_float, default=240,
                         help="cancel training that has not finished after this long")
+    parser.add_argument("--pin-cores", action=argparse.BooleanOptionalAction, default=None,
+                        help="pin each TensorFlow node to its own cores of its host (default: "
+                             "on when Spark runs on this machine, off on a cluster, where "
+                             "other jobs share the hosts)")
     parser.add_argument("--fail-at-step", type=int, default=-1, help=argparse.SUPPRESS)
     parser.add_argument("--inject-nan-at-step", type=int, default=-1, help=argparse.SUPPRESS)
     return parser
@@ -58,7 +62,8 @@ def run(args, settings):
         learning_rate=args.learning_rate or 0.0, max_images=args.max_images,
         sample_count=args.sample_count, log_every=args.log_every, seed=args.seed,
         resume=bool(args.resume), fail_at_step=args.fail_at_step,
-        inject_nan_at_step=args.inject_nan_at_step, threads=settings.executor_cores)
+        inject_nan_at_step=args.inject_nan_at_step, threads=settings.executor_cores,
+        pin_cores=_pin_cores(args.pin_cores, settings))
     stage = StageRun("train", run_id, parameters=training.options_dict(options),
                      lineage={"dataset": args.dataset})
     with common.spark_stage(settings, stage, f"hdp-gan train {run_id}", training=True) as spark:
@@ -79,6 +84,13 @@ def run(args, settings):
             "loss_curve": storage.join(run_uri, "loss_curve.png")}
         stage.record(spark, settings)
     return stage.summary()
+
+
+def _pin_cores(requested, settings) -> bool:
+    """Pinning pays where the job owns the machine's cores: Spark on this machine."""
+    if requested is not None:
+        return requested
+    return settings.master is None or settings.master.startswith("local")
 
 
 def _preprocess_runs(spark, settings, dataset):

@@ -9,6 +9,8 @@ import pyarrow.parquet as parquet
 import pytest
 
 from conftest import TRAIN_ARGS
+from gan_lib.config import Settings
+from jobs import train_dcgan
 
 
 def _run_folder(root, run_id):
@@ -22,6 +24,23 @@ def test_both_workers_step_in_lock_step_to_identical_weights(trained):
     assert [node["rank"] for node in nodes] == [0, 1]
     assert nodes[0]["step"] == nodes[1]["step"] == 16
     assert nodes[0]["generator_checksum"] == nodes[1]["generator_checksum"]
+
+
+@pytest.mark.parametrize("master, requested, pinned", [
+    (None, None, True), ("local-cluster[2,1,2048]", None, True), ("yarn", None, False),
+    ("yarn", True, True), (None, False, False)])
+def test_nodes_are_pinned_by_default_only_where_spark_runs_on_this_machine(
+        master, requested, pinned):
+    assert train_dcgan._pin_cores(requested, Settings(root="/tmp/r", master=master)) is pinned
+
+
+def test_each_node_runs_pinned_to_its_own_core_on_this_machine(trained):
+    root, summary = trained
+    nodes = [json.loads(p.read_text()) for p in
+             sorted((_run_folder(root, summary["run_id"]) / "nodes").glob("rank-*.json"))]
+    cores = [node["cores"] for node in nodes]
+    assert [len(node_cores) for node_cores in cores] == [1, 1]
+    assert cores[0] != cores[1]
 
 
 def test_each_epoch_leaves_a_sample_grid_checkpoint_and_metrics_row(trained):

@@ -20,6 +20,20 @@ def test_shuffle_order_changes_between_epochs():
     assert not np.array_equal(first, second)
 
 
+TWO_HOSTS = {"chief": ["a:1"], "worker": ["a:2", "b:1", "a:3"]}
+
+
+def test_nodes_on_one_host_take_consecutive_cores_in_rank_order():
+    allowed = [0, 1, 2, 3, 4, 5, 6, 7]
+    assert [training.node_cores(rank, 2, TWO_HOSTS, allowed) for rank in range(4)] == [
+        [0, 1], [2, 3], [0, 1], [4, 5]]
+
+
+def test_a_node_beyond_its_hosts_cores_is_left_unpinned():
+    assert training.node_cores(3, 1, TWO_HOSTS, [4, 9]) is None
+    assert training.node_cores(1, 1, TWO_HOSTS, [4, 9]) == [9]
+
+
 def test_model_range_round_trips_to_uint8():
     pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
     assert np.array_equal(training.to_uint8(training.to_model_range(pixels)), pixels)
@@ -52,7 +66,7 @@ def _loop(tmp_path, **overrides):
         dataset="unit", settings=Settings(root=str(tmp_path)), **values)
     images = np.random.default_rng(0).integers(0, 255, (128, 28, 28, 1), dtype=np.uint8)
     loop = training._Loop.__new__(training._Loop)
-    loop.options, loop.rank, loop.nodes, loop.is_chief = options, 0, 1, True
+    loop.options, loop.rank, loop.nodes, loop.is_chief, loop.cores = options, 0, 1, True, None
     loop.strategy = tf.distribute.MultiWorkerMirroredStrategy()
     loop.store = storage.open_storage(options.run_uri)
     loop.images = images

@@ -23,14 +23,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, command_line, machine, write_section  # noqa: E402
 
 TRAIN_ONE = """
-import json, sys, time, numpy as np, tensorflow as tf
+import dataclasses, json, sys, time, numpy as np, tensorflow as tf
 from gan_lib import datasets, models, training
-recipe, budget, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+recipe, budget, out, changes = sys.argv[1], float(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+threads = changes.pop("threads", 0)
+if threads:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 pixels = datasets.load_fashion_mnist(split="train")[0][:, :, :, None]
 options = training.TrainOptions(run_id="q", run_uri="file:///tmp/q", dataset="q", settings=None,
                                 recipe=recipe)
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
-trainer = training.GanTrainer(strategy, options, pixels.shape[1:], models.RECIPES[recipe])
+trainer = training.GanTrainer(strategy, options, pixels.shape[1:],
+                              dataclasses.replace(models.RECIPES[recipe], **changes))
 batch = trainer.global_batch
 rng = np.random.default_rng(0)
 start_cpu, steps, epoch = time.process_time(), 0, 0
@@ -51,13 +56,43 @@ print(json.dumps({"steps": steps, "images_seen": steps * batch,
 """
 
 
+def start_training(recipe: str, cpu_seconds: float, out: Path, changes=None, core=None):
+    """Train a recipe (with ``changes`` to its fields, and ``threads``) in its own process,
+    pinned to ``core`` when given; returns the running process."""
+    command = [sys.executable, "-c", TRAIN_ONE, recipe, str(cpu_seconds), str(out),
+               json.dumps(changes or {})]
+    if core is not None:
+        command = ["taskset", "-c", str(core)] + command
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def finish_training(process, name: str) -> dict:
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"training {name} failed:\n{stderr[-3000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def train_recipe(recipe: str, cpu_seconds: float, out: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", TRAIN_ONE, recipe, str(cpu_seconds), str(out)],
-                            cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    if result.returncode != 0:
-        raise SystemExit(f"training the {recipe} recipe failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return finish_training(start_training(recipe, cpu_seconds, out), recipe)
+
+
+class Scorer:
+    """The reference classifier's view of sample sets against the real test split."""
+
+    def __init__(self, handle: str):
+        from gan_lib import datasets, inference, metrics
+        self.metrics = metrics
+        self.model = inference.load_classifier(handle)
+        real = datasets.load_fashion_mnist(split="test")[0][..., None]
+        real_probabilities, self.real_features = self.model.predict(real)
+        self.real_score = metrics.classifier_score(real_probabilities)
+
+    def score(self, samples: np.ndarray) -> dict:
+        probabilities, features = self.model.predict(samples)
+        return {"frechet": self.metrics.frechet_distance(features, self.real_features),
+                "score": self.metrics.classifier_score(probabilities)}
 
 
 def reference_classifier(handle: str | None, folder: Path) -> str:
@@ -80,8 +115,6 @@ def main():
     parser.add_argument("--cpu-seconds", type=float, default=600)
     parser.add_argument("--classifier", default=None, help="classifier handle to score with")
     args = parser.parse_args()
-    from gan_lib import datasets, inference, metrics
-
     with tempfile.TemporaryDirectory(prefix="quality-") as scratch:
         scratch = Path(scratch)
         handle = reference_classifier(args.classifier, scratch)
@@ -89,17 +122,9 @@ def main():
         for recipe in ("dcgan", "tutorial"):
             runs[recipe] = train_recipe(recipe, args.cpu_seconds, scratch / f"{recipe}.npy")
             print(recipe, runs[recipe], flush=True)
-        model = inference.load_classifier(handle)
-        real = datasets.load_fashion_mnist(split="test")[0][..., None]
-        real_probabilities, real_features = model.predict(real)
-        scores = {}
-        for recipe in runs:
-            fake = np.load(scratch / f"{recipe}.npy")
-            probabilities, features = model.predict(fake)
-            scores[recipe] = {
-                "frechet": metrics.frechet_distance(features, real_features),
-                "score": metrics.classifier_score(probabilities)}
-        real_score = metrics.classifier_score(real_probabilities)
+        scorer = Scorer(handle)
+        scores = {recipe: scorer.score(np.load(scratch / f"{recipe}.npy")) for recipe in runs}
+        real_score = scorer.real_score
 
     ratio = scores["tutorial"]["frechet"] / scores["dcgan"]["frechet"]
     lines = [
