@@ -9,7 +9,7 @@ ReLU in the generator, LeakyReLU(0.2) in the discriminator, Adam with learning r
 beta_1 = 0.5, one-sided label smoothing (real = 0.9), batch 64. The networks are half the
 usual width (32 filters in the discriminator's first and the generator's last block): for a
 fixed CPU budget on Fashion-MNIST, width 32 reached a lower Frechet distance than 64 or 16;
-batches 32 and 64 at width 32 were within run-to-run noise of each other
+batches 32 and 64 at width 32 could not be told apart in one run each
 (``scripts/bench/recipe_search.py``, docs/BENCHMARKS.md).
 
 ``tutorial``: TensorFlow's DCGAN tutorial, kept as the baseline the default must beat:

@@ -262,7 +262,10 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
         return _decode_and_write(spark, settings, options, run,
                                  storage.join(staging, "decoded"))
     finally:  # the staged rows are the run's scratch data, whether it succeeded or not
-        storage.open_storage(staging, settings).delete(staging)
+        try:
+            storage.open_storage(staging, settings).delete(staging)
+        except storage.StorageError as error:  # keep the run's own error, if it has one
+            logger.warning("could not remove the staging folder %s: %s", staging, error)
 
 
 def _decode_and_write(spark, settings, options, run, staging: str) -> dict:

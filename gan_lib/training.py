@@ -195,8 +195,9 @@ class GanTrainer:
     def _distributed_step(self, real, poison):
         reduced = self.strategy.run(self._replica_step, args=(real, poison))
         d_count = len(self.discriminator.trainable_variables)
-        # Applied in cross-replica context, where Keras' optimizer takes the gradients as
-        # they come: they are already summed over all nodes.
+        # Applied outside strategy.run: there Keras' optimizer sees the default replica
+        # context, whose all-reduce over its single replica leaves the gradients as they
+        # are; they are already summed over all nodes.
         self.d_optimizer.apply_gradients(zip(reduced[:d_count],
                                              self.discriminator.trainable_variables))
         self.g_optimizer.apply_gradients(zip(reduced[d_count:-1],
@@ -206,8 +207,7 @@ class GanTrainer:
     def _replica_average_statistics(self):
         import tensorflow as tf
 
-        variables = self.generator.non_trainable_variables + \
-            self.discriminator.non_trainable_variables
+        variables = self._moving_statistics()
         averaged = tf.distribute.get_replica_context().all_reduce(
             tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in variables])
         for variable, value in zip(variables, averaged):
@@ -222,8 +222,16 @@ class GanTrainer:
         Each node normalises with its own batch while training; the moving averages, used
         only when drawing samples and exporting, drift apart between nodes. Every node calls
         this at the end of every epoch, so all nodes then hold the same networks."""
-        if self.generator.non_trainable_variables or self.discriminator.non_trainable_variables:
+        if self._moving_statistics():
             self._average()
+
+    def _moving_statistics(self) -> list:
+        """The batch-normalisation moving means and variances of both networks (the other
+        non-trainable variables, such as dropout's seed state, are not statistics)."""
+        import keras
+        return [variable for model in (self.generator, self.discriminator)
+                for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+                for variable in (layer.moving_mean, layer.moving_variance)]
 
     def step(self, real_batch, poison=0.0):
         import tensorflow as tf
@@ -300,7 +308,7 @@ def train_worker(options: TrainOptions, ctx=None) -> None:
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(options.threads)
     tf.config.threading.set_inter_op_parallelism_threads(options.threads)
-    allowed = os.sched_getaffinity(0)
+    allowed = os.sched_getaffinity(0) if options.pin_cores else None
     cores = pin_to_own_cores(options.threads) if options.pin_cores else None
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()

@@ -126,6 +126,17 @@ def test_too_few_executors_fails_before_training_starts(fashion_root, job):
     assert "only 1 registered" in result.last_error_line
 
 
+def test_the_tutorial_recipe_trains_on_two_workers_to_identical_networks(fashion_root, job):
+    result = job("train", "--root", fashion_root, "--recipe", "tutorial", "--epochs", "1",
+                 "--max-images", "512", "--batch-size", "64", "--sample-count", "4",
+                 "--run-id", "train-tutorial-two-workers")
+    assert result.code == 0, result.stderr[-3000:]
+    nodes = [json.loads(p.read_text()) for p in sorted(
+        (_run_folder(fashion_root, "train-tutorial-two-workers") / "nodes").glob("rank-*.json"))]
+    assert len(nodes) == 2
+    assert nodes[0]["generator_checksum"] == nodes[1]["generator_checksum"]
+
+
 def test_resume_of_an_unknown_run_fails_in_one_line(fashion_root, job):
     result = job("train", "--root", fashion_root, "--resume", "train-never-ran")
     assert result.code == 1

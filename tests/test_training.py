@@ -84,6 +84,21 @@ def _loop(tmp_path, **overrides):
     return loop
 
 
+@pytest.mark.parametrize("recipe", sorted(models.RECIPES))
+def test_averaging_the_moving_statistics_of_one_node_keeps_them_and_every_other_variable(
+        recipe):
+    import tensorflow as tf
+    options = training.TrainOptions(run_id="u", run_uri="file:///tmp/u", dataset="u",
+                                    settings=None, recipe=recipe, batch_size=8, latent_dim=8)
+    trainer = training.GanTrainer(tf.distribute.MultiWorkerMirroredStrategy(), options,
+                                  (28, 28, 1), models.RECIPES[recipe])
+    trainer.step(tf.constant(np.zeros((8, 28, 28, 1), np.float32)))
+    before = trainer.state()
+    trainer.average_statistics()
+    after = trainer.state()
+    assert all(np.array_equal(before[key], after[key]) for key in before)
+
+
 def test_non_finite_loss_rolls_back_and_halves_the_learning_rate(tmp_path):
     loop = _loop(tmp_path, inject_nan_at_step=2)
     rate = loop.trainer.learning_rate
