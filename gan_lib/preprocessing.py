@@ -20,6 +20,7 @@ distinct accepted image.
 import logging
 import os
 import re
+import stat
 from dataclasses import asdict, dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -143,13 +144,22 @@ def _local_tree_problems(folder: str) -> dict:
         for name in sorted(names + files):
             if "colon" not in found and ":" in name:
                 found["colon"] = os.path.join(parent, name)
-        for name in files:
-            path = os.path.join(parent, name)
-            if "special" not in found and os.path.exists(path) and not os.path.isfile(path):
-                found["special"] = path
+        if "special" not in found:
+            paths = (os.path.join(parent, name) for name in files)
+            special = next((path for path in paths if _not_a_regular_file(path)), None)
+            if special:
+                found["special"] = special
         if len(found) == 3:
             break
     return found
+
+
+def _not_a_regular_file(path: str) -> bool:
+    """A named pipe, socket or device (a dangling symbolic link is none of these)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def path_part(spark_path: str) -> str:

@@ -97,15 +97,16 @@ def node_cores(rank: int, threads: int, cluster: dict, allowed: list[int]) -> li
     return allowed[first:first + threads]
 
 
-def pin_to_own_cores(threads: int) -> list[int] | None:
-    """Pin every thread of this node's process to its own cores (see ``node_cores``).
+def pin_to_own_cores(threads: int, allowed) -> list[int] | None:
+    """Pin every thread of this node's process to its own cores among ``allowed`` (see
+    ``node_cores``).
 
     Two nodes on one host otherwise share all its cores: the operating system moves their
     compute and communication threads between cores, each node's steps slow down by turns,
     and in lock step every node waits for the slowest."""
     rank, _ = node_rank()
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    cores = node_cores(rank, threads, cluster, sorted(os.sched_getaffinity(0)))
+    cores = node_cores(rank, threads, cluster, sorted(allowed))
     if cores is None:
         logger.warning("not pinning node %d: its host has too few cores for %d thread(s) per "
                        "node", rank, threads)
@@ -159,8 +160,15 @@ class GanTrainer:
             self.d_optimizer = keras.optimizers.Adam(learning_rate, beta_1=recipe.beta_1)
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
+        # The batch-normalisation moving means and variances of both networks (the other
+        # non-trainable variables, such as dropout's seed state, are not statistics).
+        self.statistics = [
+            variable for model in (self.generator, self.discriminator) for layer in model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+            for variable in (layer.moving_mean, layer.moving_variance)]
         self._step = tf.function(self._distributed_step)
-        self._average = tf.function(self._distributed_average)
+        self._average = tf.function(
+            lambda: strategy.run(self._replica_average_statistics))
 
     def _replica_step(self, real, poison):
         """One node's half of a step: losses and gradients of its own batch, then a single
@@ -207,14 +215,10 @@ class GanTrainer:
     def _replica_average_statistics(self):
         import tensorflow as tf
 
-        variables = self._moving_statistics()
         averaged = tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in variables])
-        for variable, value in zip(variables, averaged):
+            tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in self.statistics])
+        for variable, value in zip(self.statistics, averaged):
             variable.assign(value)
-
-    def _distributed_average(self):
-        self.strategy.run(self._replica_average_statistics)
 
     def average_statistics(self) -> None:
         """Give every node the mean of the nodes' batch-normalisation moving statistics.
@@ -222,16 +226,8 @@ class GanTrainer:
         Each node normalises with its own batch while training; the moving averages, used
         only when drawing samples and exporting, drift apart between nodes. Every node calls
         this at the end of every epoch, so all nodes then hold the same networks."""
-        if self._moving_statistics():
+        if self.statistics:
             self._average()
-
-    def _moving_statistics(self) -> list:
-        """The batch-normalisation moving means and variances of both networks (the other
-        non-trainable variables, such as dropout's seed state, are not statistics)."""
-        import keras
-        return [variable for model in (self.generator, self.discriminator)
-                for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
-                for variable in (layer.moving_mean, layer.moving_variance)]
 
     def step(self, real_batch, poison=0.0):
         import tensorflow as tf
@@ -308,8 +304,10 @@ def train_worker(options: TrainOptions, ctx=None) -> None:
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(options.threads)
     tf.config.threading.set_inter_op_parallelism_threads(options.threads)
-    allowed = os.sched_getaffinity(0) if options.pin_cores else None
-    cores = pin_to_own_cores(options.threads) if options.pin_cores else None
+    cores = None
+    if options.pin_cores:
+        allowed = os.sched_getaffinity(0)
+        cores = pin_to_own_cores(options.threads, allowed)
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         rank, nodes = node_rank()

@@ -25,8 +25,8 @@ from common import REPO, command_line, machine, write_section  # noqa: E402
 TRAIN_ONE = """
 import dataclasses, json, sys, time, numpy as np, tensorflow as tf
 from gan_lib import datasets, models, training
-recipe, budget, out, changes = sys.argv[1], float(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
-threads = changes.pop("threads", 0)
+recipe, budget, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+changes, threads = json.loads(sys.argv[4]), int(sys.argv[5])
 if threads:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -56,11 +56,13 @@ print(json.dumps({"steps": steps, "images_seen": steps * batch,
 """
 
 
-def start_training(recipe: str, cpu_seconds: float, out: Path, changes=None, core=None):
-    """Train a recipe (with ``changes`` to its fields, and ``threads``) in its own process,
-    pinned to ``core`` when given; returns the running process."""
+def start_training(recipe: str, cpu_seconds: float, out: Path, changes=None, threads=0,
+                   core=None):
+    """Train a recipe (with ``changes`` to its fields) in its own process, with ``threads``
+    TensorFlow threads (0: TensorFlow's default) and pinned to ``core`` when given; returns
+    the running process."""
     command = [sys.executable, "-c", TRAIN_ONE, recipe, str(cpu_seconds), str(out),
-               json.dumps(changes or {})]
+               json.dumps(changes or {}), str(threads)]
     if core is not None:
         command = ["taskset", "-c", str(core)] + command
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -47,7 +47,7 @@ def main():
                 name = f"{width}x{batch}"
                 started[name] = start_training(
                     "dcgan", args.cpu_seconds, scratch / f"{name}.npy",
-                    {"width": width, "batch_size": batch, "threads": 1}, core)
+                    {"width": width, "batch_size": batch}, threads=1, core=core)
             for name, process in started.items():
                 runs[name] = finish_training(process, name)
                 print(name, runs[name], flush=True)
