@@ -8,6 +8,8 @@ process (it is small; the data is already clean), and is exported with:
 * signature ``serving_default``: ``images`` float32 (N, H, W, C) in [0, 1] ->
   ``probabilities`` (N, K) and ``logits`` (N, K);
 * signature ``features``: ``images`` -> ``features`` (N, 128);
+* signature ``scores``: ``images`` -> ``probabilities``, ``logits`` and ``features`` from one
+  pass of the network (batch inference needs both and would otherwise run it twice);
 * ``assets/hdp_gan_classifier.json``: class names, input shape, value range, version, test
   accuracy; the same facts are also variables of the module (``class_names`` and so on).
 """
@@ -79,7 +81,8 @@ def export(model, class_names, destination: str, version: str, accuracy: float,
     with tempfile.TemporaryDirectory(prefix="classifier-") as folder:
         path = os.path.join(folder, "classifier")
         tf.saved_model.save(module, path, signatures={"serving_default": module.classify,
-                                                       "features": module.features})
+                                                       "features": module.features,
+                                                       "scores": module.scores})
         os.makedirs(os.path.join(path, "assets"), exist_ok=True)
         with open(os.path.join(path, "assets", METADATA_FILE), "w") as handle:
             json.dump(metadata, handle, indent=2)
@@ -109,6 +112,12 @@ def _module(model, metadata, tf):
         def features(self, images):
             features, _ = self.model(images, training=False)
             return {"features": features}
+
+        @tf.function(input_signature=[spec])
+        def scores(self, images):
+            features, logits = self.model(images, training=False)
+            return {"probabilities": tf.nn.softmax(logits), "logits": logits,
+                    "features": features}
 
         @tf.function(input_signature=[spec])
         def __call__(self, images):

@@ -7,8 +7,8 @@ A handle is a local folder holding a SavedModel, an ``hdfs://`` or ``webhdfs://`
 Two kinds of classifier are understood:
 
 * the project's own reference classifier (``train-classifier``): signatures
-  ``serving_default`` (images -> probabilities, logits) and ``features`` (images -> the
-  penultimate feature vector), with ``class_names``, ``input_shape`` and ``value_range``
+  ``serving_default`` (images -> probabilities, logits), ``features`` (images -> the
+  penultimate feature vector) and ``scores`` (both from one pass of the network), with ``class_names``, ``input_shape`` and ``value_range``
   stored in the model;
 * any image classifier from TF Hub, such as an ImageNet model: its input size and channels
   are read from the signature, inputs are scaled to [0, 1] (TF Hub's convention for image
@@ -48,6 +48,7 @@ class Classifier:
     value_range: tuple       # (low, high) the model expects
     predict_fn: object
     features_fn: object
+    scores_fn: object = None  # images -> (probabilities, features) in one pass, if the model has it
 
     def prepare(self, images_uint8: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) -> float32 in the model's size, channels and value range."""
@@ -67,6 +68,8 @@ class Classifier:
     def predict(self, images_uint8: np.ndarray, with_features: bool = True):
         """Probabilities (N, K) and, when the model has them, features (N, D)."""
         prepared = self.prepare(images_uint8)
+        if with_features and self.scores_fn:
+            return self.scores_fn(prepared)
         probabilities = self.predict_fn(prepared)
         features = self.features_fn(prepared) if with_features and self.features_fn else None
         return probabilities, features
@@ -127,12 +130,19 @@ def load_classifier(handle: str, settings=None) -> Classifier:
 def _own_classifier(handle, module, metadata) -> Classifier:
     serving = module.signatures["serving_default"]
     features = module.signatures.get("features")
+    scores = module.signatures.get("scores")  # absent from models exported before it existed
+
+    def both(x):
+        outputs = scores(images=x)
+        return outputs["probabilities"].numpy(), outputs["features"].numpy()
+
     return Classifier(
         handle=handle, version=metadata.get("version", "unknown"),
         class_names=list(metadata["class_names"]), input_shape=tuple(metadata["input_shape"]),
         value_range=tuple(metadata["value_range"]),
         predict_fn=lambda x: serving(images=x)["probabilities"].numpy(),
-        features_fn=(lambda x: features(images=x)["features"].numpy()) if features else None)
+        features_fn=(lambda x: features(images=x)["features"].numpy()) if features else None,
+        scores_fn=both if scores is not None and features is not None else None)
 
 
 def _hub_classifier(handle, module, tf) -> Classifier:
@@ -182,14 +192,3 @@ def check_classifier(handle: str, settings=None) -> Classifier:
         raise HandleError(f"classifier {handle!r} returned shape {probabilities.shape} for 2 "
                           "images; expected (2, classes)")
     return classifier
-
-
-def top_k(probabilities: np.ndarray, classifier: Classifier, k: int):
-    """Per row: (index, confidence, [(label, score) for the k best])."""
-    order = np.argsort(-probabilities, axis=1)[:, :k]
-    results = []
-    for row, indices in zip(probabilities, order):
-        best = int(indices[0])
-        results.append((best, float(row[best]),
-                        [(classifier.label_name(int(i)), float(row[i])) for i in indices]))
-    return results

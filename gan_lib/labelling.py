@@ -6,10 +6,11 @@ in Arrow batches and return, per image, the label, confidence, top-k, and the pr
 and feature vectors. The classifier is loaded once per Python worker (``inference._MODELS``)
 and TensorFlow's thread pools are sized to the executor's cores.
 
-Results are staged once as Parquet under the run folder; the labels table partition is
-written from there, and, for a generator run, the probability and feature vectors of the
-generated and of the real test images are gathered on the driver (10,000 of each at most:
-about 5 MB each) for the quality scores.
+Results are staged once as Parquet under the run folder (a rerun replaces them, so a killed
+run leaves nothing behind in the tables); the labels table partition is written from there.
+Only for a generator run do the results carry the probability and feature vectors: those of
+the generated and of the real test images are gathered on the driver (10,000 of each at
+most: about 5 MB each) for the quality scores.
 """
 
 import datetime as dt
@@ -48,9 +49,11 @@ def _set_threads(threads: int) -> None:
         pass
 
 
-def score_batches(batches, handle: str, settings, source: str, top: int, threads: int):
+def score_batches(batches, handle: str, settings, source: str, top: int, threads: int,
+                  vectors: bool = True):
     """Arrow batches in (files: path, content; tables: image_id, path, pixels, height, width,
-    channels), Arrow batches of SCORED_SCHEMA out."""
+    channels), Arrow batches of SCORED_SCHEMA out. Without ``vectors`` the probability and
+    feature columns stay empty (only the quality scores need them)."""
     import pyarrow as pa
     from gan_lib import datasets, inference
 
@@ -58,43 +61,63 @@ def score_batches(batches, handle: str, settings, source: str, top: int, threads
     classifier = inference.load_classifier(handle, settings)
     height, width, channels = classifier.input_shape
     decode = DecodeSettings(image_size=height, channels=channels, min_size=1)
+    schema = _arrow_schema()
     for batch in batches:
-        rows = batch.to_pylist()
-        images, good, out = [], [], []
-        for row in rows:
+        columns = batch.to_pydict()
+        images, ids, paths, unreadable = [], [], [], []
+        for index, path in enumerate(columns["path"]):
             try:
                 if source == "files":
-                    pixels = decode_image(row["content"] or b"", decode)
+                    pixels = decode_image(columns["content"][index] or b"", decode)
                     image_id = datasets.pixel_id(pixels)
                 else:
-                    pixels = pixels_to_array(row["pixels"], row["height"], row["width"],
-                                             row["channels"])
-                    image_id = row["image_id"]
+                    pixels = pixels_to_array(columns["pixels"][index], columns["height"][index],
+                                             columns["width"][index], columns["channels"][index])
+                    image_id = columns["image_id"][index]
             except ImageRejected as rejection:
-                out.append(_unreadable(row["path"], f"unreadable: {rejection.reason}"))
+                unreadable.append(_unreadable(path, f"unreadable: {rejection.reason}"))
                 continue
             images.append(pixels)
-            good.append((image_id, row["path"], len(out)))
-            out.append(None)
+            ids.append(image_id)
+            paths.append(path)
         if images:
-            _fill_predictions(classifier, np.stack(images), good, out, top)
-        yield pa.RecordBatch.from_pylist(out, schema=_arrow_schema())
+            probabilities, features = classifier.predict(np.stack(images), with_features=vectors)
+            yield _predictions_batch(classifier, ids, paths, probabilities,
+                                     features if vectors else None, top, vectors, schema)
+        if unreadable:
+            yield pa.RecordBatch.from_pylist(unreadable, schema=schema)
 
 
-def _fill_predictions(classifier, stacked, good, out, top):
-    from gan_lib import inference
-    probabilities, features = classifier.predict(stacked)
-    for (image_id, path, slot), probs, ranked, feature in zip(
-            good, probabilities, inference.top_k(probabilities, classifier, top),
-            features if features is not None else [None] * len(good)):
-        index, confidence, best = ranked
-        out[slot] = {
-            "image_id": image_id, "path": path, "status": "ok",
-            "label": classifier.label_name(index), "label_index": index,
-            "confidence": confidence,
-            "top_k": [{"label": name, "score": score} for name, score in best],
-            "probabilities": [float(p) for p in probs],
-            "features": [float(f) for f in feature] if feature is not None else None}
+def _predictions_batch(classifier, ids, paths, probabilities, features, top, vectors, schema):
+    """One Arrow batch for a batch of predictions, built column by column from the arrays."""
+    import pyarrow as pa
+    count, classes = probabilities.shape
+    ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
+    kept = ranked.shape[1]
+    names = np.array([classifier.label_name(index) for index in range(classes)], dtype=object)
+    best = ranked[:, 0]
+    top_scores = np.take_along_axis(probabilities, ranked, axis=1).astype(np.float64)
+    top_k = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, count * kept + 1, kept, dtype=np.int32)),
+        pa.StructArray.from_arrays([pa.array(names[ranked].ravel(), pa.string()),
+                                    pa.array(top_scores.ravel())], names=["label", "score"]))
+    columns = [pa.array(ids, pa.string()), pa.array(paths, pa.string()),
+               pa.array(["ok"] * count, pa.string()), pa.array(names[best], pa.string()),
+               pa.array(best.astype(np.int32)), pa.array(top_scores[:, 0]), top_k,
+               _vectors(probabilities if vectors else None, count),
+               _vectors(features, count)]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _vectors(values, count):
+    """Rows of a (count, D) array as an Arrow list column; all null without an array."""
+    import pyarrow as pa
+    if values is None:
+        return pa.nulls(count, pa.list_(pa.float32()))
+    width = values.shape[1]
+    return pa.ListArray.from_arrays(
+        pa.array(np.arange(0, count * width + 1, width, dtype=np.int32)),
+        pa.array(np.ascontiguousarray(values, dtype=np.float32).ravel()))
 
 
 def _unreadable(path, status):
@@ -103,11 +126,12 @@ def _unreadable(path, status):
             "features": None}
 
 
-def score(spark, frame, source: str, handle: str, settings, staging_uri: str, top: int):
+def score(spark, frame, source: str, handle: str, settings, staging_uri: str, top: int,
+          vectors: bool = True):
     """Run the classifier over ``frame`` and stage the results as Parquet; returns them."""
     threads = int(spark.sparkContext.getConf().get("spark.executor.cores", "1"))
     scored = frame.mapInArrow(
-        lambda batches: score_batches(batches, handle, settings, source, top, threads),
+        lambda batches: score_batches(batches, handle, settings, source, top, threads, vectors),
         SCORED_SCHEMA)
     scored.write.mode("overwrite").parquet(staging_uri)
     return spark.read.parquet(staging_uri)
@@ -152,20 +176,21 @@ def gather_vectors(scored, limit: int = MAX_SCORED_IMAGES):
 
 def contact_sheet_png(spark, settings, scored, frame, count: int = 64) -> bytes:
     """A grid of the first ``count`` labelled images (by path) with label and confidence under
-    each; ``frame`` is the source the images were scored from."""
+    each; ``frame`` is the source the images were scored from. Only the chosen images are
+    read again: image files one by one from storage, table rows by their paths."""
     from gan_lib import visuals
     from pyspark.sql import functions as F
     chosen = (scored.where(F.col("status") == "ok").orderBy("path").limit(count)
-              .select("path", "label", "confidence"))
-    rows = chosen.join(frame, on="path").orderBy("path").collect()
-    images, captions = [], []
-    for row in rows:
-        if "pixels" in row:
-            pixels = pixels_to_array(row.pixels, row.height, row.width, row.channels)
-        else:
-            pixels = _native_pixels(row.content)
-        images.append(pixels)
-        captions.append(f"{row.label} {row.confidence:.2f}")
+              .select("path", "label", "confidence").collect())
+    paths = [row.path for row in chosen]
+    if "content" in frame.columns:
+        images = [_native_pixels(storage.open_storage(path, settings).read_bytes(path))
+                  for path in paths]
+    else:
+        found = {row.path: pixels_to_array(row.pixels, row.height, row.width, row.channels)
+                 for row in frame.where(F.col("path").isin(paths)).collect()}
+        images = [found[path] for path in paths]
+    captions = [f"{row.label} {row.confidence:.2f}" for row in chosen]
     if not images or len({image.shape for image in images}) != 1:
         return b""
     return visuals.to_png_bytes(visuals.contact_sheet(np.stack(images), captions))

@@ -47,7 +47,8 @@ def run(args, settings):
     with common.spark_stage(settings, stage, f"hdp-gan label {run_id}") as spark:
         frame, kind = _source_frame(spark, settings, args)
         scored = labelling.score(spark, frame, kind, handle, settings,
-                                 storage.join(staging, "scored"), args.top_k)
+                                 storage.join(staging, "scored"), args.top_k,
+                                 vectors=bool(args.generated))  # only quality scores use them
         stage.counts = labelling.write_labels(spark, settings, scored, run_id, classifier)
         if stage.counts["labelled"] == 0:
             raise StageError(f"no image could be labelled in {frame_source}")

@@ -46,6 +46,56 @@ def test_exported_classifier_has_both_signatures_and_its_class_names(classifier_
     assert names[0] == "ankle_boot" and len(names) == 10
 
 
+def test_the_scores_signature_gives_what_the_two_separate_signatures_give(classifier_handle):
+    from gan_lib import inference
+
+    classifier = inference.load_classifier(classifier_handle)
+    images = np.random.default_rng(3).integers(0, 256, (5, 28, 28, 1), dtype=np.uint8)
+    prepared = classifier.prepare(images)
+
+    probabilities, features = classifier.predict(images)
+
+    assert classifier.scores_fn is not None
+    assert np.allclose(probabilities, classifier.predict_fn(prepared), atol=1e-6)
+    assert np.allclose(features, classifier.features_fn(prepared), atol=1e-5)
+
+
+def _png(pixels):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("vectors", [True, False])
+def test_scored_batches_keep_every_row_with_labels_ranked_and_vectors_only_when_asked(
+        classifier_handle, vectors):
+    import pyarrow as pa
+    from gan_lib import labelling
+
+    rng = np.random.default_rng(4)
+    contents = [_png(rng.integers(0, 256, (28, 28), dtype=np.uint8)) for _ in range(3)]
+    batch = pa.RecordBatch.from_pydict({"path": ["a.png", "b.png", "c.png", "bad.png"],
+                                        "content": contents + [contents[0][:40]]})
+
+    rows = [row for out in labelling.score_batches([batch], classifier_handle, None, "files",
+                                                   3, 1, vectors)
+            for row in out.to_pylist()]
+
+    by_path = {row["path"]: row for row in rows}
+    assert sorted(by_path) == ["a.png", "b.png", "bad.png", "c.png"]
+    assert by_path["bad.png"]["status"].startswith("unreadable")
+    for path in ("a.png", "b.png", "c.png"):
+        row = by_path[path]
+        scores = [entry["score"] for entry in row["top_k"]]
+        assert row["status"] == "ok" and row["top_k"][0]["label"] == row["label"]
+        assert scores == sorted(scores, reverse=True) and scores[0] == row["confidence"]
+        if vectors:
+            assert len(row["probabilities"]) == 10 and len(row["features"]) == 128
+            assert max(row["probabilities"]) == pytest.approx(row["confidence"])
+        else:
+            assert row["probabilities"] is None and row["features"] is None
+
+
 def test_generate_writes_the_requested_images_and_table_rows(generated):
     root, summary = generated
     rows = _table(root, "generated", summary["run_id"])
@@ -102,20 +152,31 @@ def test_relabelling_a_run_replaces_its_partition_and_keeps_the_others(labelled,
     assert len(_table(root, "quality", summary["run_id"])) == 1
 
 
-def test_unreadable_image_gets_a_row_saying_so(fashion_root, classifier_handle, job, tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(buffer, format="PNG")
-    (folder / "good.png").write_bytes(buffer.getvalue())
-    (folder / "broken.png").write_bytes(buffer.getvalue()[:40])
+@pytest.fixture(scope="module")
+def photos_labelled(fashion_root, classifier_handle, job, tmp_path_factory):
+    """A folder of one good and one broken PNG file, labelled as run 'photos'."""
+    folder = tmp_path_factory.mktemp("photos")
+    good = _png(np.full((28, 28), 200, np.uint8))
+    (folder / "good.png").write_bytes(good)
+    (folder / "broken.png").write_bytes(good[:40])
     result = job("label", "--root", fashion_root, "--images", folder, "--run-id", "photos")
     assert result.code == 0, result.stderr[-3000:]
-    rows = {row["path"].rsplit("/", 1)[-1]: row for row in _table(fashion_root, "labels",
-                                                                  "photos")}
+    return fashion_root, result.summary
+
+
+def test_unreadable_image_gets_a_row_saying_so(photos_labelled):
+    root, summary = photos_labelled
+    rows = {row["path"].rsplit("/", 1)[-1]: row for row in _table(root, "labels", "photos")}
     assert rows["good.png"]["status"] == "ok"
     assert rows["broken.png"]["status"].startswith("unreadable")
-    assert result.summary["counts"] == {"labelled": 1, "unreadable": 1}
+    assert summary["counts"] == {"labelled": 1, "unreadable": 1}
+
+
+def test_a_folder_run_gets_a_contact_sheet_of_its_readable_images(photos_labelled):
+    root, summary = photos_labelled
+    sheet = Image.open(storage.local_path(summary["outputs"]["contact_sheet"])).convert("RGB")
+    assert sheet.width == 28 * 3 + 2 * 4  # one cell: the good image, three times enlarged
+    assert sheet.getpixel((4 + 40, 4 + 40)) == (200, 200, 200)
 
 
 def test_a_bad_handle_fails_before_any_spark_task_in_one_line(fashion_root, job, tmp_path):

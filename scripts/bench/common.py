@@ -8,6 +8,7 @@ that produced it, so that anyone can run it again.
 
 import datetime as dt
 import os
+from collections import namedtuple
 import platform
 import re
 import subprocess
@@ -20,8 +21,15 @@ REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
 
 
-def _tree_rss_kb(root_pid: int) -> dict:
-    """Resident memory (kB) of a process and each of its descendants."""
+EXECUTOR_CLASS = "org.apache.spark.executor.CoarseGrainedExecutorBackend"
+
+Measured = namedtuple("Measured", "seconds driver_mb tree_mb executor_mb stdout")
+Measured.__doc__ = """A finished command: wall seconds; peak resident memory (MB) of its own
+process (the driver), of its whole process tree, and of its largest Spark executor (the
+executor's JVM with its Python workers); its standard output."""
+
+
+def _children() -> dict:
     children = {}
     for status in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -29,6 +37,11 @@ def _tree_rss_kb(root_pid: int) -> dict:
             children.setdefault(int(fields[1]), []).append(int(status.parent.name))
         except (OSError, IndexError, ValueError):
             continue
+    return children
+
+
+def _subtree_rss_kb(root_pid: int, children: dict) -> dict:
+    """Resident memory (kB) of a process and each of its descendants."""
     sizes, stack = {}, [root_pid]
     while stack:
         pid = stack.pop()
@@ -41,19 +54,29 @@ def _tree_rss_kb(root_pid: int) -> dict:
     return sizes
 
 
-def run_measured(command, env=None, cwd=REPO):
-    """Run a command; return (seconds, peak RSS in MB of the command's own process (the
-    driver), peak RSS in MB of its whole tree, stdout)."""
+def _is_executor(pid: int) -> bool:
+    try:
+        return EXECUTOR_CLASS.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def run_measured(command, env=None, cwd=REPO) -> Measured:
+    """Run a command and measure it (see ``Measured``); exits if the command fails."""
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})}
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
-    peaks = {"driver": 0, "tree": 0}
+    peaks = {"driver": 0, "tree": 0, "executor": 0}
 
     def watch():
         while process.poll() is None:
-            sizes = _tree_rss_kb(process.pid)
+            children = _children()
+            sizes = _subtree_rss_kb(process.pid, children)
             peaks["driver"] = max(peaks["driver"], sizes.get(process.pid, 0))
             peaks["tree"] = max(peaks["tree"], sum(sizes.values()))
+            for pid in filter(_is_executor, sizes):
+                peaks["executor"] = max(peaks["executor"],
+                                        sum(_subtree_rss_kb(pid, children).values()))
             time.sleep(0.5)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -63,7 +86,14 @@ def run_measured(command, env=None, cwd=REPO):
     watcher.join(timeout=2)
     if process.returncode != 0:
         raise SystemExit(f"{command[:4]} failed with exit code {process.returncode}")
-    return seconds, peaks["driver"] / 1024, peaks["tree"] / 1024, stdout
+    return Measured(seconds, peaks["driver"] / 1024, peaks["tree"] / 1024,
+                    peaks["executor"] / 1024, stdout)
+
+
+def warm_page_cache(folder: Path) -> int:
+    """Read every file under ``folder`` once, so that the timed runs that follow all read
+    from memory whichever goes first. Returns the bytes read."""
+    return sum(len(path.read_bytes()) for path in Path(folder).rglob("*") if path.is_file())
 
 
 def machine() -> str:

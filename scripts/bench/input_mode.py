@@ -132,11 +132,11 @@ def measure(mode: str, root: Path, workdir: Path, args) -> dict:
     command = [sys.executable, __file__, "--run-mode", mode, "--root", str(root), "--report-dir",
                str(report_dir), "--images", str(args.images), "--epochs", str(args.epochs),
                "--batch-size", str(args.batch_size)]
-    seconds, _, tree_mb, stdout = run_measured(command, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
+    run = run_measured(command, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
     nodes = [json.loads(path.read_text()) for path in sorted(report_dir.glob("rank-*.json"))]
-    result = json.loads(stdout.strip().splitlines()[-1])
-    return {"mode": mode, "job_s": seconds, "run_s": result["wall_s"], "nodes": nodes,
-            "cpu_s": result["cpu_s"], "tree_mb": tree_mb}
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    return {"mode": mode, "job_s": run.seconds, "run_s": result["wall_s"], "nodes": nodes,
+            "cpu_s": result["cpu_s"], "tree_mb": run.tree_mb}
 
 
 def main():

@@ -66,10 +66,10 @@ def main():
     run_measured(hdp_gan + ["preprocess", "--root", str(root)])
 
     def job(*extra):
-        _, _, _, stdout = run_measured(hdp_gan + [
+        stdout = run_measured(hdp_gan + [
             "train", "--root", str(root), "--epochs", str(args.epochs), "--max-images",
             str(args.images), "--batch-size", str(args.batch_size), "--log-every", "1000",
-            *extra])
+            *extra]).stdout
         run_id = json.loads(stdout.strip().splitlines()[-1])["run_id"]
         history = [json.loads(line) for line in
                    (root / "runs" / run_id / "metrics.jsonl").read_text().splitlines()]
