@@ -198,15 +198,24 @@ def _network_endpoints(url: str) -> list[tuple[str, int]]:
     return endpoints
 
 
+# On this machine the JVMs share its few cores with the Python workers that do the real
+# work (decoding, TensorFlow), they live for one job, and they mostly move bytes. The
+# optimising JIT compiler (C2) took 5 to 6 CPU-seconds per executor in a labelling run of
+# 100,000 images; with the quick compiler alone the run's JVMs used about a third less CPU
+# time (docs/BENCHMARKS.md).
+QUICK_JIT = "-XX:TieredStopAtLevel=1"
+
+
 def _local_conf(settings: Settings, state: Path) -> dict:
     executor_memory = max(512, settings.executor_memory_mb - 512)
-    java_options = f"-Dderby.system.home={state} -Dlog4j2.configurationFile={_log4j_file(state)}"
+    log4j = f"-Dlog4j2.configurationFile={_log4j_file(state)}"
+    java_options = f"-Dderby.system.home={state} {log4j} {QUICK_JIT}"
     return {
         "spark.executor.memory": f"{executor_memory}m",
         "spark.driver.memory": "2g",
         "spark.local.dir": str(state / "spark-local"),
         "spark.driver.extraJavaOptions": java_options,
-        "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile={_log4j_file(state)}",
+        "spark.executor.extraJavaOptions": f"{log4j} {QUICK_JIT}",
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.showConsoleProgress": str(sys.stderr.isatty()).lower(),
