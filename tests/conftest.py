@@ -38,10 +38,29 @@ class JobResult:
         return lines[-1] if lines else ""
 
 
-def run_job(*args, timeout=900, env=None) -> JobResult:
+# Jobs run on local[2] here: real Spark in one JVM with two task threads, where a small job
+# takes about two thirds of its time on the default local-cluster (two executor JVMs).
+# Training needs executor JVMs (each TensorFlow node is one), so it keeps the default, and so
+# do the fault tests that kill drivers and executors and the pipeline over WebHDFS
+# (``master=None``).
+ONE_JVM_STAGES = {"ingest", "preprocess", "train-classifier", "generate", "label", "report",
+                  "sql", "runs"}
+ONE_JVM_MASTER = "local[2]"
+
+
+def job_command(*args, master=ONE_JVM_MASTER) -> list[str]:
+    """The command line of ``hdp-gan ARGS``, on ``master`` for the stages above unless the
+    arguments name a master themselves."""
+    args = [str(a) for a in args]
+    if master and args and args[0] in ONE_JVM_STAGES and "--master" not in args:
+        args = [args[0], "--master", master, *args[1:]]
+    return [sys.executable, "-m", "jobs.cli", *args]
+
+
+def run_job(*args, timeout=900, env=None, master=ONE_JVM_MASTER) -> JobResult:
     """Run ``hdp-gan ARGS`` in a child process and capture its output."""
     process = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *[str(a) for a in args]], cwd=REPO,
+        job_command(*args, master=master), cwd=REPO,
         capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     return JobResult(process.returncode, process.stdout, process.stderr)
 

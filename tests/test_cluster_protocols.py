@@ -27,7 +27,7 @@ def cluster(tmp_path_factory):
 
 
 def _job(cluster, *args):
-    result = run_job(*args[:1], *cluster["shared"], *args[1:])
+    result = run_job(*args[:1], *cluster["shared"], *args[1:], master=None)  # local-cluster
     assert result.code == 0, result.stderr[-4000:]
     return result.summary
 

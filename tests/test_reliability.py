@@ -10,12 +10,14 @@ import time
 
 import pyarrow.parquet as parquet
 
-from conftest import REPO, TRAIN_ARGS
+from conftest import ONE_JVM_MASTER, REPO, TRAIN_ARGS, job_command
 
 
-def _start_job(*args):
-    return subprocess.Popen([sys.executable, "-m", "jobs.cli", *[str(a) for a in args]],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start_job(*args, master=None):
+    """Start ``hdp-gan ARGS`` without waiting; on the default local-cluster unless ``master``
+    is given."""
+    return subprocess.Popen(job_command(*args, master=master), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for(predicate, timeout_s, what, poll_s=1.0):
@@ -123,7 +125,8 @@ def test_two_runs_at_once_on_one_root_and_metastore_do_not_interfere(tmp_path):
     try:
         shared = ["--root", tmp_path / "root", "--metastore-jdbc-url", derby.jdbc_url]
         processes = {name: _start_job("preprocess", *shared, "--input", tmp_path / name,
-                                      "--dataset", name, "--state-dir", tmp_path / f"s-{name}")
+                                      "--dataset", name, "--state-dir", tmp_path / f"s-{name}",
+                                      master=ONE_JVM_MASTER)
                      for name in ("left", "right")}
         outputs = {name: process.communicate(timeout=900) for name, process in processes.items()}
     finally:
