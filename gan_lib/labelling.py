@@ -177,23 +177,37 @@ def gather_vectors(scored, limit: int = MAX_SCORED_IMAGES):
 def contact_sheet_png(spark, settings, scored, frame, count: int = 64) -> bytes:
     """A grid of the first ``count`` labelled images (by path) with label and confidence under
     each; ``frame`` is the source the images were scored from. Only the chosen images are
-    read again: image files one by one from storage, table rows by their paths."""
+    read again: image files one by one from storage, table rows by their paths. An image that
+    cannot be read again (moved since it was scored) is left out with a warning."""
     from gan_lib import visuals
     from pyspark.sql import functions as F
     chosen = (scored.where(F.col("status") == "ok").orderBy("path").limit(count)
               .select("path", "label", "confidence").collect())
-    paths = [row.path for row in chosen]
     if "content" in frame.columns:
-        images = [_native_pixels(storage.open_storage(path, settings).read_bytes(path))
-                  for path in paths]
+        found = _read_images([row.path for row in chosen], settings)
     else:
         found = {row.path: pixels_to_array(row.pixels, row.height, row.width, row.channels)
-                 for row in frame.where(F.col("path").isin(paths)).collect()}
-        images = [found[path] for path in paths]
-    captions = [f"{row.label} {row.confidence:.2f}" for row in chosen]
+                 for row in frame.where(F.col("path").isin([r.path for r in chosen])).collect()}
+    kept = [row for row in chosen if row.path in found]
+    images = [found[row.path] for row in kept]
     if not images or len({image.shape for image in images}) != 1:
         return b""
+    captions = [f"{row.label} {row.confidence:.2f}" for row in kept]
     return visuals.to_png_bytes(visuals.contact_sheet(np.stack(images), captions))
+
+
+def _read_images(paths, settings) -> dict:
+    """Pixels of the image files at ``paths`` (one folder's files, so one storage)."""
+    if not paths:
+        return {}
+    store, found = storage.open_storage(paths[0], settings), {}
+    for path in paths:
+        try:
+            found[path] = _native_pixels(store.read_bytes(path))
+        except (storage.StorageError, ImageRejected) as error:
+            logger.warning("contact sheet: left out %s, which cannot be read again: %s", path,
+                           error)
+    return found
 
 
 def _native_pixels(data: bytes) -> np.ndarray:

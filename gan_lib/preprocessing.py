@@ -19,7 +19,6 @@ distinct accepted image.
 
 import logging
 import os
-import re
 import stat
 from dataclasses import asdict, dataclass
 from urllib.parse import unquote, urlsplit
@@ -162,17 +161,10 @@ def _not_a_regular_file(path: str) -> bool:
         return False
 
 
-def path_part(spark_path: str) -> str:
-    """The path of a file as Spark's file sources print it, names kept as they are: Spark
-    does not percent-encode them there, so a name holding '#' or '?' must not be parsed as a
-    URL."""
-    return re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?", "", spark_path)
-
-
 def relative_parts(input_uri: str, path: str) -> list[str]:
     """Folder names between the input folder and the file (the file name excluded)."""
     base = _input_path(input_uri).rstrip("/") + "/"
-    file_path = path_part(path)
+    file_path = storage.path_part(path)
     relative = file_path[len(base):] if file_path.startswith(base) else file_path.lstrip("/")
     return relative.split("/")[:-1]
 
@@ -180,7 +172,7 @@ def relative_parts(input_uri: str, path: str) -> list[str]:
 def _input_path(input_uri: str) -> str:
     """The path part of the input as Spark prints file paths: a local input taken as written
     ('#' and '?' are part of its name), a remote one without its scheme and host."""
-    return str(storage.local_path(input_uri)) if _is_local(input_uri) else path_part(input_uri)
+    return str(storage.local_path(input_uri)) if _is_local(input_uri) else storage.path_part(input_uri)
 
 
 def label_and_split(parts: list[str], image_id: str, test_percent: int):
@@ -251,7 +243,7 @@ def _links_outside(path: str, input_folder: str | None) -> bool:
     (HDFS has no symbolic links enabled by default; its paths are never outside.)"""
     if input_folder is None or not path.startswith("file:"):
         return False
-    target = os.path.realpath(path_part(path))
+    target = os.path.realpath(storage.path_part(path))
     return os.path.commonpath([input_folder, target]) != input_folder
 
 

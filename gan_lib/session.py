@@ -49,9 +49,11 @@ def effective_master(settings: Settings) -> str:
     return settings.master or default_master(settings)
 
 
-def spark_conf(settings: Settings, app_name: str, training: bool = False) -> dict:
+def spark_conf(settings: Settings, app_name: str, training: bool = False,
+               server: bool = False) -> dict:
     """Every Spark setting the project relies on, as a dictionary (also used by the YARN and
-    Oozie tooling so that both paths agree)."""
+    Oozie tooling so that both paths agree). ``server``: for a long-lived process (the SQL
+    server) rather than one job."""
     master = effective_master(settings)
     state = settings.local_state_dir
     conf = {
@@ -84,7 +86,7 @@ def spark_conf(settings: Settings, app_name: str, training: bool = False) -> dic
                 "org.apache.derby.jdbc.ClientDriver")
             conf["spark.driver.extraClassPath"] = os.pathsep.join(DERBY_CLIENT_JARS)
     if is_local(master):
-        conf.update(_local_conf(settings, state))
+        conf.update(_local_conf(settings, state, quick_jit=not server))
     if training:
         conf.update(training_conf(settings))
     conf.update({key: str(value) for key, value in settings.extra_spark_conf.items()})
@@ -206,16 +208,17 @@ def _network_endpoints(url: str) -> list[tuple[str, int]]:
 QUICK_JIT = "-XX:TieredStopAtLevel=1"
 
 
-def _local_conf(settings: Settings, state: Path) -> dict:
+def _local_conf(settings: Settings, state: Path, quick_jit: bool = True) -> dict:
     executor_memory = max(512, settings.executor_memory_mb - 512)
+    jit = QUICK_JIT if quick_jit else ""
     log4j = f"-Dlog4j2.configurationFile={_log4j_file(state)}"
-    java_options = f"-Dderby.system.home={state} {log4j} {QUICK_JIT}"
+    java_options = f"-Dderby.system.home={state} {log4j} {jit}".strip()
     return {
         "spark.executor.memory": f"{executor_memory}m",
         "spark.driver.memory": "2g",
         "spark.local.dir": str(state / "spark-local"),
         "spark.driver.extraJavaOptions": java_options,
-        "spark.executor.extraJavaOptions": f"{log4j} {QUICK_JIT}",
+        "spark.executor.extraJavaOptions": f"{log4j} {jit}".strip(),
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.showConsoleProgress": str(sys.stderr.isatty()).lower(),
@@ -320,7 +323,7 @@ def thrift_server_command(settings: Settings, port: int, host: str = "127.0.0.1"
     """The command that starts Spark's HiveServer2-compatible Thrift server over the project's
     metastore and warehouse, for beeline and PyHive (``jdbc:hive2://host:port``)."""
     import pyspark
-    conf = spark_conf(settings, "hdp-gan thrift server")
+    conf = spark_conf(settings, "hdp-gan thrift server", server=True)
     conf.pop("spark.app.name")
     master = conf.pop("spark.master")
     if is_local(master):

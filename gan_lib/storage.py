@@ -15,6 +15,7 @@ looks whole. Directory uploads go to a temporary folder that is renamed when com
 import logging
 import os
 import posixpath
+import re
 import shutil
 import time
 import uuid
@@ -42,6 +43,12 @@ def join(uri: str, *parts: str) -> str:
     split = urlsplit(uri)
     path = posixpath.join(split.path or "/", *[str(p).strip("/") for p in parts])
     return urlunsplit((split.scheme, split.netloc, path, "", ""))
+
+
+def path_part(uri: str) -> str:
+    """The path of a URI as Spark's file sources print it, names kept as they are: Spark does
+    not percent-encode them there, so a name holding '#' or '?' must not be parsed as a URL."""
+    return re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?", "", uri)
 
 
 def local_path(uri: str) -> Path:
@@ -315,7 +322,7 @@ class WebHdfsStorage(Storage):
         return cls(client, split.netloc, split.scheme)
 
     def _path(self, uri: str) -> str:
-        return urlsplit(uri).path or "/"
+        return path_part(uri) or "/"
 
     def _retry(self, what: str, uri: str, call):
         from hdfs.util import HdfsError

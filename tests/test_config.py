@@ -81,3 +81,17 @@ def test_password_pairs_in_jdbc_urls_are_masked():
 def test_credentials_inside_a_jdbc_url_are_removed():
     assert config.redact_url("jdbc:postgresql://alice:pw@db:5432/m") == \
         "jdbc:postgresql://***@db:5432/m"
+
+
+def test_local_jobs_run_their_jvms_with_the_quick_jit_and_the_sql_server_without(tmp_path):
+    from gan_lib import session
+
+    settings = Settings(root=str(tmp_path / "r"))
+    job = session.spark_conf(settings, "a job")
+    server = session.spark_conf(settings, "the sql server", server=True)
+    yarn = session.spark_conf(config.with_overrides(settings, master="yarn"), "a job")
+
+    for options in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+        assert session.QUICK_JIT in job[options]
+        assert session.QUICK_JIT not in server[options]
+        assert session.QUICK_JIT not in yarn.get(options, "")

@@ -60,6 +60,35 @@ def test_the_scores_signature_gives_what_the_two_separate_signatures_give(classi
     assert np.allclose(features, classifier.features_fn(prepared), atol=1e-5)
 
 
+def test_a_classifier_without_the_scores_signature_predicts_the_same_in_two_passes(
+        classifier_handle):
+    import dataclasses
+
+    from gan_lib import inference
+
+    classifier = inference.load_classifier(classifier_handle)
+    older = dataclasses.replace(classifier, scores_fn=None)  # as exported before it existed
+    images = np.random.default_rng(5).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
+
+    probabilities, features = older.predict(images)
+
+    expected_probabilities, expected_features = classifier.predict(images)
+    assert np.allclose(probabilities, expected_probabilities, atol=1e-6)
+    assert np.allclose(features, expected_features, atol=1e-5)
+
+
+def test_contact_sheet_leaves_out_an_image_that_cannot_be_read_again(tmp_path, caplog):
+    from gan_lib import labelling
+
+    (tmp_path / "kept.png").write_bytes(_png(np.full((28, 28), 90, np.uint8)))
+    paths = [(tmp_path / "kept.png").as_uri(), (tmp_path / "moved.png").as_uri()]
+
+    found = labelling._read_images(paths, None)
+
+    assert list(found) == [paths[0]] and found[paths[0]].shape == (28, 28, 1)
+    assert "moved.png" in caplog.text
+
+
 def _png(pixels):
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
@@ -155,7 +184,8 @@ def test_relabelling_a_run_replaces_its_partition_and_keeps_the_others(labelled,
 @pytest.fixture(scope="module")
 def photos_labelled(fashion_root, classifier_handle, job, tmp_path_factory):
     """A folder of one good and one broken PNG file, labelled as run 'photos'."""
-    folder = tmp_path_factory.mktemp("photos")
+    folder = tmp_path_factory.mktemp("photos") / "my photos #1"  # names are kept as written
+    folder.mkdir()
     good = _png(np.full((28, 28), 200, np.uint8))
     (folder / "good.png").write_bytes(good)
     (folder / "broken.png").write_bytes(good[:40])

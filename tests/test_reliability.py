@@ -10,13 +10,12 @@ import time
 
 import pyarrow.parquet as parquet
 
-from conftest import ONE_JVM_MASTER, REPO, TRAIN_ARGS, job_command
+from conftest import REPO, TRAIN_ARGS, job_command
 
 
-def _start_job(*args, master=None):
-    """Start ``hdp-gan ARGS`` without waiting; on the default local-cluster unless ``master``
-    is given."""
-    return subprocess.Popen(job_command(*args, master=master), cwd=REPO,
+def _start_job(*args):
+    """Start ``hdp-gan ARGS`` on the default local-cluster without waiting."""
+    return subprocess.Popen(job_command(*args, master=None), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -125,8 +124,7 @@ def test_two_runs_at_once_on_one_root_and_metastore_do_not_interfere(tmp_path):
     try:
         shared = ["--root", tmp_path / "root", "--metastore-jdbc-url", derby.jdbc_url]
         processes = {name: _start_job("preprocess", *shared, "--input", tmp_path / name,
-                                      "--dataset", name, "--state-dir", tmp_path / f"s-{name}",
-                                      master=ONE_JVM_MASTER)
+                                      "--dataset", name, "--state-dir", tmp_path / f"s-{name}")
                      for name in ("left", "right")}
         outputs = {name: process.communicate(timeout=900) for name, process in processes.items()}
     finally:

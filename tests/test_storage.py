@@ -91,6 +91,16 @@ def test_local_names_with_url_characters_are_listed_and_read_as_written(tmp_path
     assert [store.read_head(uri, 1) for uri in listed] == [b"x"] * len(names)
 
 
+def test_hdfs_names_with_url_characters_are_read_as_written(hdfs, tmp_path):
+    """Spark prints paths without percent-encoding; '#' and '?' are parts of names there."""
+    folder = hdfs.webhdfs_uri(f"/t/{tmp_path.name}/my photos#1?")
+    store = storage.open_storage(folder)
+    for name in ["a b.png", "c#d.png", "e?f.png", "g%41.png"]:
+        store.write_bytes(f"{folder}/{name}", name.encode())
+        assert store.read_bytes(f"{folder}/{name}") == name.encode()
+    assert sorted(store.list(folder)) == ["a b.png", "c#d.png", "e?f.png", "g%41.png"]
+
+
 def test_read_head_returns_only_the_first_bytes(base):
     store = storage.open_storage(base)
     uri = storage.join(base, "head.bin")
