@@ -82,8 +82,8 @@ def score_batches(batches, handle: str, settings, source: str, top: int, threads
             paths.append(path)
         if images:
             probabilities, features = classifier.predict(np.stack(images), with_features=vectors)
-            yield _predictions_batch(classifier, ids, paths, probabilities,
-                                     features if vectors else None, top, vectors, schema)
+            yield _predictions_batch(classifier, ids, paths, probabilities, features, top,
+                                     vectors, schema)
         if unreadable:
             yield pa.RecordBatch.from_pylist(unreadable, schema=schema)
 
