@@ -193,7 +193,9 @@ def contact_sheet_png(spark, settings, scored, frame, count: int = 64) -> bytes:
     if not images or len({image.shape for image in images}) != 1:
         return b""
     captions = [f"{row.label} {row.confidence:.2f}" for row in kept]
-    return visuals.to_png_bytes(visuals.contact_sheet(np.stack(images), captions))
+    # cells at least 112 pixels wide, room for a caption such as "ankle_boot 0.93"
+    scale = max(3, -(-112 // images[0].shape[1]))
+    return visuals.to_png_bytes(visuals.contact_sheet(np.stack(images), captions, scale=scale))
 
 
 def _read_images(paths, settings) -> dict:

@@ -307,7 +307,7 @@ def quality_scores(fake_probabilities: np.ndarray, fake_features: np.ndarray,
         "real_count": int(len(real)),
     }
     logger.info("scored %d fake against %d real images in %.1f s: frechet %.4g, kernel %.4g, "
-                "classifier score %.3g (real %.3g), largest class share %.3f, mode collapse %s",
+                "classifier score %.2f (real %.2f), largest class share %.3f, mode collapse %s",
                 scores["fake_count"], scores["real_count"], time.monotonic() - started,
                 scores["frechet_distance"], scores["kernel_distance"],
                 scores["classifier_score"], scores["real_classifier_score"],

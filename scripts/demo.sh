@@ -30,8 +30,9 @@ echo "== What the pipeline made" >&2
 python - "$summary_file" <<'PY'
 import json, sys
 summary = json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])
-for stage, counts in summary["counts"].items():
-    print(f"{stage:>17}: {json.dumps(counts)}")
+order = ["ingest", "preprocess", "train", "train-classifier", "generate", "label", "report"]
+for stage in sorted(summary["counts"], key=lambda s: order.index(s) if s in order else 99):
+    print(f"{stage:>17}: {json.dumps(summary['counts'][stage])}")
 outputs = summary["outputs"]
 for name in ("samples", "gif", "loss_curve", "contact_sheet", "report"):
     if name in outputs:

@@ -205,7 +205,7 @@ def test_unreadable_image_gets_a_row_saying_so(photos_labelled):
 def test_a_folder_run_gets_a_contact_sheet_of_its_readable_images(photos_labelled):
     root, summary = photos_labelled
     sheet = Image.open(storage.local_path(summary["outputs"]["contact_sheet"])).convert("RGB")
-    assert sheet.width == 28 * 3 + 2 * 4  # one cell: the good image, three times enlarged
+    assert sheet.width == 28 * 4 + 2 * 4  # one cell: the good image, four times enlarged
     assert sheet.getpixel((4 + 40, 4 + 40)) == (200, 200, 200)
 
 
