@@ -156,6 +156,10 @@ def _hub_classifier(handle, module, tf) -> Classifier:
     else:
         raise HandleError(f"classifier handle {handle!r} has no serving signature and is not "
                           "callable")
+    if spec is not None and spec.shape.rank not in (None, 4):
+        raise HandleError(f"classifier handle {handle!r} takes inputs of shape "
+                          f"{tuple(spec.shape)}, not a batch of images (N, height, width, "
+                          "channels): is it an image classifier?")
     shape = tuple(spec.shape[1:]) if spec is not None and spec.shape.rank == 4 else (224, 224, 3)
     if shape[0] is None or shape[1] is None:
         shape = (224, 224, shape[2] or 3)
@@ -186,8 +190,10 @@ def check_classifier(handle: str, settings=None) -> Classifier:
     except HandleError:
         raise
     except Exception as error:
+        reason = [line.strip() for line in str(error).splitlines() if line.strip()]
         raise HandleError(f"classifier {handle!r} does not accept images of shape "
-                          f"{(height, width, channels)}: {str(error).splitlines()[0]}") from error
+                          f"{(height, width, channels)}: {reason[-1] if reason else error!r}"
+                          ) from error
     if probabilities.ndim != 2 or probabilities.shape[0] != 2:
         raise HandleError(f"classifier {handle!r} returned shape {probabilities.shape} for 2 "
                           "images; expected (2, classes)")

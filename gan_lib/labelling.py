@@ -134,7 +134,29 @@ def score(spark, frame, source: str, handle: str, settings, staging_uri: str, to
         lambda batches: score_batches(batches, handle, settings, source, top, threads, vectors),
         SCORED_SCHEMA)
     scored.write.mode("overwrite").parquet(staging_uri)
+    if source == "files":
+        _stage_unread_files(spark, frame.inputFiles(), staging_uri)
     return spark.read.parquet(staging_uri)
+
+
+def _stage_unread_files(spark, listed, staging_uri) -> None:
+    """A row saying so for every listed file that Spark did not read (zero bytes)."""
+    from gan_lib import preprocessing
+    from pyspark.sql import functions as F
+    staged = spark.read.parquet(staging_uri)
+    unread = preprocessing.unread_files(spark, listed, staged)
+    if unread is not None:
+        unread.select(*[
+            F.col("path") if field.name == "path"
+            else F.lit("unreadable: empty").alias("status") if field.name == "status"
+            else F.lit(None).cast(field.dataType).alias(field.name)
+            for field in staged.schema.fields]).write.mode("append").parquet(staging_uri)
+
+
+def count_statuses(scored) -> dict:
+    counts = {row.status: row["count"] for row in scored.groupBy("status").count().collect()}
+    return {"labelled": counts.get("ok", 0),
+            "unreadable": sum(v for k, v in counts.items() if k != "ok")}
 
 
 def files_frame(spark, folder_uri: str):
@@ -149,7 +171,7 @@ def table_frame(spark, settings, dataset: str, split: str):
         f"WHERE dataset = {tables.sql_string(dataset)} AND split = {tables.sql_string(split)}")
 
 
-def write_labels(spark, settings, scored, run_id: str, classifier) -> dict:
+def write_labels(spark, settings, scored, run_id: str, classifier) -> None:
     from pyspark.sql import functions as F
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     frame = scored.select(
@@ -158,9 +180,6 @@ def write_labels(spark, settings, scored, run_id: str, classifier) -> dict:
         F.lit(classifier.version).alias("classifier_version"),
         F.lit(now).cast("timestamp").alias("labelled_at"), F.lit(run_id).alias("run_id"))
     tables.write_partitions(spark, settings, "labels", frame)
-    counts = {row.status: row["count"] for row in scored.groupBy("status").count().collect()}
-    return {"labelled": counts.get("ok", 0),
-            "unreadable": sum(v for k, v in counts.items() if k != "ok")}
 
 
 def gather_vectors(scored, limit: int = MAX_SCORED_IMAGES):
@@ -199,23 +218,27 @@ def contact_sheet_png(spark, settings, scored, frame, count: int = 64) -> bytes:
 
 
 def _read_images(paths, settings) -> dict:
-    """Pixels of the image files at ``paths`` (one folder's files, so one storage)."""
-    if not paths:
-        return {}
-    store, found = storage.open_storage(paths[0], settings), {}
+    """Pixels of the image files at ``paths`` (one folder's files, so one storage), all at
+    the size of the first (images in a folder may differ) and in colour if any one is."""
+    from PIL import Image
+    store, found, shapes = storage.open_storage(paths[0], settings) if paths else None, {}, {}
     for path in paths:
         try:
-            found[path] = _native_pixels(store.read_bytes(path))
-        except (storage.StorageError, ImageRejected) as error:
+            found[path] = store.read_bytes(path)
+            with Image.open(io.BytesIO(found[path])) as image:
+                shapes[path] = (min(image.size), image.mode in ("L", "1", "I;16", "I", "F"))
+        except (storage.StorageError, OSError) as error:
             logger.warning("contact sheet: left out %s, which cannot be read again: %s", path,
                            error)
-    return found
-
-
-def _native_pixels(data: bytes) -> np.ndarray:
-    """Decode an image at its own size (square images, as generated ones are)."""
-    from PIL import Image
-    with Image.open(io.BytesIO(data)) as image:
-        side, grey = min(image.size), image.mode in ("L", "1", "I;16", "I", "F")
-    return decode_image(data, DecodeSettings(image_size=side, channels=1 if grey else 3,
-                                             min_size=1))
+            found.pop(path, None)
+    if not found:
+        return {}
+    decode = DecodeSettings(image_size=shapes[next(iter(found))][0], min_size=1,
+                            channels=1 if all(grey for _, grey in shapes.values()) else 3)
+    pixels = {}
+    for path, data in found.items():
+        try:
+            pixels[path] = decode_image(data, decode)
+        except ImageRejected as error:
+            logger.warning("contact sheet: left out %s: %s", path, error)
+    return pixels

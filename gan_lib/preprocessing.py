@@ -358,11 +358,9 @@ def _stage_skipped_files(spark, listed: list[str], staging: str) -> None:
     not come through is added to the staged rows as rejected, so that nothing is lost."""
     from pyspark.sql import functions as F
 
-    if spark.read.parquet(staging).count() == len(listed):
+    skipped = unread_files(spark, listed, spark.read.parquet(staging))
+    if skipped is None:
         return  # the usual case: every listed file has its row
-    # inputFiles() gives URIs with names percent-encoded; the path column holds them decoded
-    paths = spark.createDataFrame([(spark_path(unquote(p)),) for p in listed], "path STRING")
-    skipped = paths.join(spark.read.parquet(staging).select("path"), "path", "left_anti")
     rows = skipped.select(
         "path", F.lit("rejected").alias("status"),
         *[F.lit(None).cast(kind).alias(name) for name, kind in (
@@ -373,6 +371,17 @@ def _stage_skipped_files(spark, listed: list[str], staging: str) -> None:
         F.lit(0).cast("bigint").alias("size_bytes"),
         F.lit(None).cast("string").alias("detected_format"))
     rows.write.mode("append").parquet(staging)
+
+
+def unread_files(spark, listed: list[str], rows):
+    """The listed files (``inputFiles()``) that have no row in ``rows`` (a frame with a
+    ``path`` column), as a frame of paths; None when every one has its row. Spark's file
+    sources skip zero-byte files without a word."""
+    if rows.count() == len(listed):
+        return None
+    # inputFiles() gives URIs with names percent-encoded; the path column holds them decoded
+    paths = spark.createDataFrame([(spark_path(unquote(p)),) for p in listed], "path STRING")
+    return paths.join(rows.select("path"), "path", "left_anti")
 
 
 def spark_path(uri: str) -> str:

@@ -45,25 +45,33 @@ def run(args, settings):
                      lineage={"classifier": handle, "source": frame_source})
     staging = storage.join(run_dir(settings, run_id), "staging")
     with common.spark_stage(settings, stage, f"hdp-gan label {run_id}") as spark:
-        frame, kind = _source_frame(spark, settings, args)
-        scored = labelling.score(spark, frame, kind, handle, settings,
-                                 storage.join(staging, "scored"), args.top_k,
-                                 vectors=bool(args.generated))  # only quality scores use them
-        stage.counts = labelling.write_labels(spark, settings, scored, run_id, classifier)
-        if stage.counts["labelled"] == 0:
-            raise StageError(f"no image could be labelled in {frame_source}")
-        sheet = labelling.contact_sheet_png(spark, settings, scored, frame)
-        stage.outputs = {"table": tables.qualified(settings, "labels")}
-        if sheet:
-            sheet_uri = storage.join(run_dir(settings, run_id), "contact_sheet.png")
-            storage.open_storage(sheet_uri, settings).write_bytes(sheet_uri, sheet)
-            stage.outputs["contact_sheet"] = sheet_uri
-        if args.generated:
-            stage.outputs["quality"] = _score_quality(spark, settings, args, scored, classifier,
-                                                      staging, run_id)
-        storage.open_storage(staging, settings).delete(staging)
+        try:
+            _label(spark, settings, args, stage, classifier, handle, run_id, frame_source,
+                   staging)
+        finally:
+            storage.open_storage(staging, settings).delete(staging)
         stage.record(spark, settings)
     return stage.summary()
+
+
+def _label(spark, settings, args, stage, classifier, handle, run_id, frame_source, staging):
+    frame, kind = _source_frame(spark, settings, args)
+    scored = labelling.score(spark, frame, kind, handle, settings,
+                             storage.join(staging, "scored"), args.top_k,
+                             vectors=bool(args.generated))  # only quality scores use them
+    stage.counts = labelling.count_statuses(scored)
+    if stage.counts["labelled"] == 0:  # checked before the table is touched
+        raise StageError(f"no image could be labelled in {frame_source}")
+    labelling.write_labels(spark, settings, scored, run_id, classifier)
+    sheet = labelling.contact_sheet_png(spark, settings, scored, frame)
+    stage.outputs = {"table": tables.qualified(settings, "labels")}
+    if sheet:
+        sheet_uri = storage.join(run_dir(settings, run_id), "contact_sheet.png")
+        storage.open_storage(sheet_uri, settings).write_bytes(sheet_uri, sheet)
+        stage.outputs["contact_sheet"] = sheet_uri
+    if args.generated:
+        stage.outputs["quality"] = _score_quality(spark, settings, args, scored, classifier,
+                                                  staging, run_id)
 
 
 def _run_id(args):

@@ -183,12 +183,15 @@ def test_relabelling_a_run_replaces_its_partition_and_keeps_the_others(labelled,
 
 @pytest.fixture(scope="module")
 def photos_labelled(fashion_root, classifier_handle, job, tmp_path_factory):
-    """A folder of one good and one broken PNG file, labelled as run 'photos'."""
+    """A folder of two good images of different sizes, a broken and an empty file, labelled
+    as run 'photos'."""
     folder = tmp_path_factory.mktemp("photos") / "my photos #1"  # names are kept as written
     folder.mkdir()
     good = _png(np.full((28, 28), 200, np.uint8))
     (folder / "good.png").write_bytes(good)
+    (folder / "big.png").write_bytes(_png(np.full((64, 64, 3), 90, np.uint8)))
     (folder / "broken.png").write_bytes(good[:40])
+    (folder / "empty.png").write_bytes(b"")
     result = job("label", "--root", fashion_root, "--images", folder, "--run-id", "photos")
     assert result.code == 0, result.stderr[-3000:]
     return fashion_root, result.summary
@@ -199,14 +202,44 @@ def test_unreadable_image_gets_a_row_saying_so(photos_labelled):
     rows = {row["path"].rsplit("/", 1)[-1]: row for row in _table(root, "labels", "photos")}
     assert rows["good.png"]["status"] == "ok"
     assert rows["broken.png"]["status"].startswith("unreadable")
-    assert summary["counts"] == {"labelled": 1, "unreadable": 1}
+    assert summary["counts"] == {"labelled": 2, "unreadable": 2}
 
 
-def test_a_folder_run_gets_a_contact_sheet_of_its_readable_images(photos_labelled):
+def test_an_empty_file_gets_a_row_although_spark_skips_reading_it(photos_labelled):
+    root, _ = photos_labelled
+    rows = {row["path"].rsplit("/", 1)[-1]: row for row in _table(root, "labels", "photos")}
+    assert rows["empty.png"]["status"] == "unreadable: empty"
+    assert len(rows) == 4
+
+
+def test_a_folder_run_gets_a_contact_sheet_of_its_readable_images_at_one_size(
+        photos_labelled):
     root, summary = photos_labelled
     sheet = Image.open(storage.local_path(summary["outputs"]["contact_sheet"])).convert("RGB")
-    assert sheet.width == 28 * 4 + 2 * 4  # one cell: the good image, four times enlarged
-    assert sheet.getpixel((4 + 40, 4 + 40)) == (200, 200, 200)
+    cell = 64 * 3  # big.png comes first by path and sets the size: 64, enlarged 3 times
+    assert sheet.width == 2 * cell + 3 * 4
+    assert sheet.getpixel((4 + 10, 4 + 10)) == (90, 90, 90)
+    assert sheet.getpixel((4 + cell + 4 + 10, 4 + 10)) == (200, 200, 200)
+
+
+def test_a_run_without_any_readable_image_fails_and_writes_no_labels(
+        fashion_root, classifier_handle, job, tmp_path):
+    (tmp_path / "broken.png").write_bytes(_png(np.zeros((28, 28), np.uint8))[:40])
+    result = job("label", "--root", fashion_root, "--images", tmp_path, "--run-id",
+                 "all-broken")
+    assert result.code == 1
+    assert "no image could be labelled" in result.last_error_line
+    assert _table(fashion_root, "labels", "all-broken") == []
+    assert not (fashion_root / "runs" / "all-broken" / "staging").exists()
+
+
+def test_a_model_that_does_not_take_images_is_refused_in_one_line(fashion_root, trained, job):
+    _, summary = trained
+    generator = fashion_root / "runs" / summary["run_id"] / "generator"
+    result = job("label", "--root", fashion_root, "--split", "test", "--classifier", generator)
+    assert result.code == 2
+    assert "not a batch of images" in result.last_error_line
+    assert "Traceback" not in result.stderr
 
 
 def test_a_bad_handle_fails_before_any_spark_task_in_one_line(fashion_root, job, tmp_path):
