@@ -8,8 +8,8 @@ Two kinds of classifier are understood:
 
 * the project's own reference classifier (``train-classifier``): signatures
   ``serving_default`` (images -> probabilities, logits), ``features`` (images -> the
-  penultimate feature vector) and ``scores`` (both from one pass of the network), with ``class_names``, ``input_shape`` and ``value_range``
-  stored in the model;
+  penultimate feature vector) and ``scores`` (both from one pass of the network), with
+  ``class_names``, ``input_shape`` and ``value_range`` stored in the model;
 * any image classifier from TF Hub, such as an ImageNet model: its input size and channels
   are read from the signature, inputs are scaled to [0, 1] (TF Hub's convention for image
   models), and its outputs are taken as logits unless they already sum to one.
@@ -48,7 +48,7 @@ class Classifier:
     value_range: tuple       # (low, high) the model expects
     predict_fn: object
     features_fn: object
-    scores_fn: object = None  # images -> (probabilities, features) in one pass, if the model has it
+    scores_fn: object = None  # images -> (probabilities, features) in one pass, if it has one
 
     def prepare(self, images_uint8: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) -> float32 in the model's size, channels and value range."""

@@ -221,7 +221,9 @@ def _read_images(paths, settings) -> dict:
     """Pixels of the image files at ``paths`` (one folder's files, so one storage), all at
     the size of the first (images in a folder may differ) and in colour if any one is."""
     from PIL import Image
-    store, found, shapes = storage.open_storage(paths[0], settings) if paths else None, {}, {}
+    if not paths:
+        return {}
+    store, found, shapes = storage.open_storage(paths[0], settings), {}, {}
     for path in paths:
         try:
             found[path] = store.read_bytes(path)

@@ -28,7 +28,7 @@ from gan_lib.config import ConfigError, Settings, validate_name
 from gan_lib.datasets import pixel_id
 from gan_lib.images import (REJECT_REASONS, DecodeSettings, ImageRejected, decode_image,
                             detect_format)
-from gan_lib.runs import StageError, StageRun, run_dir
+from gan_lib.runs import StageError, StageRun, staging_folder
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,9 @@ def relative_parts(input_uri: str, path: str) -> list[str]:
 def _input_path(input_uri: str) -> str:
     """The path part of the input as Spark prints file paths: a local input taken as written
     ('#' and '?' are part of its name), a remote one without its scheme and host."""
-    return str(storage.local_path(input_uri)) if _is_local(input_uri) else storage.path_part(input_uri)
+    if _is_local(input_uri):
+        return str(storage.local_path(input_uri))
+    return storage.path_part(input_uri)
 
 
 def label_and_split(parts: list[str], image_id: str, test_percent: int):
@@ -259,15 +261,9 @@ def _decoded_arrow_schema():
 
 def preprocess(spark, settings: Settings, options: PreprocessOptions, run: StageRun) -> dict:
     """Run the stage; returns the counts (also stored in the run row)."""
-    staging = storage.join(run_dir(settings, run.run_id), "staging")
-    try:
+    with staging_folder(settings, run.run_id) as staging:
         return _decode_and_write(spark, settings, options, run,
                                  storage.join(staging, "decoded"))
-    finally:  # the staged rows are the run's scratch data, whether it succeeded or not
-        try:
-            storage.open_storage(staging, settings).delete(staging)
-        except storage.StorageError as error:  # keep the run's own error, if it has one
-            logger.warning("could not remove the staging folder %s: %s", staging, error)
 
 
 def _decode_and_write(spark, settings, options, run, staging: str) -> dict:

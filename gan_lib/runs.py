@@ -6,6 +6,7 @@ row goes to the ``runs`` table with its status, counts, parameters, outputs and 
 and one JSON line with the same facts is printed for scripts to chain on.
 """
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -32,6 +33,21 @@ def new_run_id(stage: str) -> str:
 
 def run_dir(settings: Settings, run_id: str) -> str:
     return storage.join(settings.root, "runs", validate_name(run_id, "--run-id"))
+
+
+@contextlib.contextmanager
+def staging_folder(settings: Settings, run_id: str):
+    """The run's scratch folder (``<run>/staging``), removed when the block ends, whether the
+    run succeeded or not; a failed removal is logged, not raised, so that it never hides
+    the run's own error."""
+    staging = storage.join(run_dir(settings, run_id), "staging")
+    try:
+        yield staging
+    finally:
+        try:
+            storage.open_storage(staging, settings).delete(staging)
+        except storage.StorageError as error:
+            logger.warning("could not remove the staging folder %s: %s", staging, error)
 
 
 def code_version() -> str:

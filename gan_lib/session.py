@@ -202,9 +202,9 @@ def _network_endpoints(url: str) -> list[tuple[str, int]]:
 
 # On this machine the JVMs share its few cores with the Python workers that do the real
 # work (decoding, TensorFlow), they live for one job, and they mostly move bytes. The
-# optimising JIT compiler (C2) took 5 to 6 CPU-seconds per executor in a labelling run of
-# 100,000 images; with the quick compiler alone the run's JVMs used about a third less CPU
-# time (docs/BENCHMARKS.md).
+# optimising JIT compiler (C2) took 4.7 and 5.9 CPU-seconds in the two executors of a
+# labelling run of 100,000 images; with the quick compiler alone the run's JVMs used about a
+# third less CPU time (docs/BENCHMARKS.md).
 QUICK_JIT = "-XX:TieredStopAtLevel=1"
 
 

@@ -12,7 +12,7 @@ import sys
 
 from gan_lib import inference, labelling, metrics, storage, tables
 from gan_lib.config import ConfigError, validate_name
-from gan_lib.runs import StageError, StageRun, new_run_id, run_dir
+from gan_lib.runs import StageError, StageRun, new_run_id, run_dir, staging_folder
 from jobs import common
 from jobs.train_classifier import default_handle
 
@@ -43,13 +43,10 @@ def run(args, settings):
     run_id, frame_source = _run_id(args)
     stage = StageRun("label", run_id, parameters=vars(args),
                      lineage={"classifier": handle, "source": frame_source})
-    staging = storage.join(run_dir(settings, run_id), "staging")
     with common.spark_stage(settings, stage, f"hdp-gan label {run_id}") as spark:
-        try:
+        with staging_folder(settings, run_id) as staging:
             _label(spark, settings, args, stage, classifier, handle, run_id, frame_source,
                    staging)
-        finally:
-            storage.open_storage(staging, settings).delete(staging)
         stage.record(spark, settings)
     return stage.summary()
 
