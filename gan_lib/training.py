@@ -63,6 +63,7 @@ class TrainOptions:
     inject_nan_at_step: int = -1  # for the guard's tests: poison the losses at this step
     threads: int = 1
     pin_cores: bool = False      # pin each node to its own cores of its host
+    xla: bool = True             # compile each node's forward and backward pass with XLA
     export: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -166,6 +167,11 @@ class GanTrainer:
             variable for model in (self.generator, self.discriminator) for layer in model.layers
             if isinstance(layer, keras.layers.BatchNormalization)
             for variable in (layer.moving_mean, layer.moving_variance)]
+        # XLA fuses the many small operations of networks this size: measured on one
+        # core, a step of the default recipe took about a quarter less CPU time. The
+        # all-reduce stays outside, in TensorFlow's collective operations.
+        self._gradients = tf.function(self._losses_and_gradients,
+                                      jit_compile=options.xla)
         self._step = tf.function(self._distributed_step)
         self._average = tf.function(
             lambda: strategy.run(self._replica_average_statistics))
@@ -176,8 +182,22 @@ class GanTrainer:
         node (one collective per step instead of one per network and one per value)."""
         import tensorflow as tf
 
-        batch = tf.shape(real)[0]
-        noise = tf.random.normal((batch, self.options.latent_dim))
+        # Drawn outside the compiled function, so the noise follows TensorFlow's seeds
+        # exactly as without XLA and a resumed run draws what an unbroken one would.
+        noise = tf.random.normal((tf.shape(real)[0], self.options.latent_dim))
+        *gradients, logged = self._gradients(real, noise)
+        # The poison (for the guard's tests) changes the logged losses only, as a constant
+        # added to a loss leaves its gradients as they are.
+        logged = logged + tf.stack([poison, poison, 0.0, 0.0])
+        # Every value is divided by the global batch, so the sums are global means.
+        return tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, gradients + [logged])
+
+    def _losses_and_gradients(self, real, noise):
+        """Both networks' gradients and the logged values [D loss, G loss, D(x), D(G(z))] of
+        one node's batch, each divided by the global batch."""
+        import tensorflow as tf
+
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = self.generator(noise, training=True)
             real_logits = self.discriminator(real, training=True)
@@ -189,16 +209,13 @@ class GanTrainer:
                                                           fake_logits))
             g_per_example = tf.nn.sigmoid_cross_entropy_with_logits(
                 tf.ones_like(fake_logits), fake_logits)
-            d_loss = tf.reduce_sum(d_per_example) / self.global_batch + poison
-            g_loss = tf.reduce_sum(g_per_example) / self.global_batch + poison
+            d_loss = tf.reduce_sum(d_per_example) / self.global_batch
+            g_loss = tf.reduce_sum(g_per_example) / self.global_batch
         d_gradients = d_tape.gradient(d_loss, self.discriminator.trainable_variables)
         g_gradients = g_tape.gradient(g_loss, self.generator.trainable_variables)
         d_real = tf.reduce_sum(tf.sigmoid(real_logits)) / self.global_batch
         d_fake = tf.reduce_sum(tf.sigmoid(fake_logits)) / self.global_batch
-        logged = tf.stack([d_loss, g_loss, d_real, d_fake])
-        # Every value is divided by the global batch, so the sums are global means.
-        return tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.SUM, d_gradients + g_gradients + [logged])
+        return d_gradients + g_gradients + [tf.stack([d_loss, g_loss, d_real, d_fake])]
 
     def _distributed_step(self, real, poison):
         reduced = self.strategy.run(self._replica_step, args=(real, poison))

@@ -44,6 +44,9 @@ def build_parser():
                         help="pin each TensorFlow node to its own cores of its host (default: "
                              "on when Spark runs on this machine, off on a cluster, where "
                              "other jobs share the hosts)")
+    parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=True,
+                        help="compile each node's forward and backward pass with XLA "
+                             "(default: on; --no-xla runs TensorFlow's own kernels)")
     parser.add_argument("--fail-at-step", type=int, default=-1, help=argparse.SUPPRESS)
     parser.add_argument("--inject-nan-at-step", type=int, default=-1, help=argparse.SUPPRESS)
     return parser
@@ -63,7 +66,7 @@ def run(args, settings):
         sample_count=args.sample_count, log_every=args.log_every, seed=args.seed,
         resume=bool(args.resume), fail_at_step=args.fail_at_step,
         inject_nan_at_step=args.inject_nan_at_step, threads=settings.executor_cores,
-        pin_cores=_pin_cores(args.pin_cores, settings))
+        pin_cores=_pin_cores(args.pin_cores, settings), xla=args.xla)
     stage = StageRun("train", run_id, parameters=training.options_dict(options),
                      lineage={"dataset": args.dataset})
     with common.spark_stage(settings, stage, f"hdp-gan train {run_id}", training=True) as spark:
