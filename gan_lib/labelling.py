@@ -20,7 +20,8 @@ import logging
 import numpy as np
 
 from gan_lib import storage, tables
-from gan_lib.images import DecodeSettings, ImageRejected, decode_image, pixels_to_array
+from gan_lib.images import (DecodeSettings, ImageRejected, decode_image, is_greyscale,
+                             pixels_to_array)
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ def _read_images(paths, settings) -> dict:
         try:
             found[path] = store.read_bytes(path)
             with Image.open(io.BytesIO(found[path])) as image:
-                shapes[path] = (min(image.size), image.mode in ("L", "1", "I;16", "I", "F"))
+                shapes[path] = (min(image.size), is_greyscale(image.mode))
         except (storage.StorageError, OSError) as error:
             logger.warning("contact sheet: left out %s, which cannot be read again: %s", path,
                            error)

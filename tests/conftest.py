@@ -98,3 +98,22 @@ def classifier_handle(fashion_root):
     result = run_job("train-classifier", "--root", fashion_root, "--epochs", "3")
     assert result.code == 0, result.stderr[-4000:]
     return result.summary["outputs"]["handle"]
+
+
+@pytest.fixture(scope="session")
+def generated(trained):
+    """60 images drawn from the trained generator as run 'generate-test': (root, summary)."""
+    root, summary = trained
+    result = run_job("generate", "--root", root, "--generator-run", summary["run_id"],
+                     "--count", "60", "--run-id", "generate-test", "--seed", "5")
+    assert result.code == 0, result.stderr[-4000:]
+    return root, result.summary
+
+
+@pytest.fixture(scope="session")
+def labelled(generated, classifier_handle):
+    """The generated run labelled by the reference classifier: (root, label summary)."""
+    root, summary = generated
+    result = run_job("label", "--root", root, "--generated", summary["run_id"])
+    assert result.code == 0, result.stderr[-4000:]
+    return root, result.summary

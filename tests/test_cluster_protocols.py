@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_job
+from conftest import ONE_JVM_MASTER, run_job
 from services import DerbyNetworkServer, ThriftServer
 from webhdfs_server import WebHdfsServer
 
@@ -26,8 +26,15 @@ def cluster(tmp_path_factory):
     hdfs.stop()
 
 
+# Stages whose executors read or write the root run on local-cluster, so that separate
+# executor JVMs and Python workers talk WebHDFS themselves; ingest and train-classifier do
+# all their storage work in the driver, and run in one JVM.
+EXECUTOR_IO_STAGES = {"preprocess", "train", "generate", "label"}
+
+
 def _job(cluster, *args):
-    result = run_job(*args[:1], *cluster["shared"], *args[1:], master=None)  # local-cluster
+    master = None if args[0] in EXECUTOR_IO_STAGES else ONE_JVM_MASTER
+    result = run_job(*args[:1], *cluster["shared"], *args[1:], master=master)
     assert result.code == 0, result.stderr[-4000:]
     return result.summary
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, JpegImagePlugin
 
 from gan_lib.images import (REJECT_REASONS, DecodeSettings, ImageRejected, decode_image,
-                            detect_format, encode_png, pixels_to_array)
+                            detect_format, encode_png, is_greyscale, pixels_to_array)
 
 FORMATS = ["PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"]
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -313,6 +313,14 @@ def test_one_bit_image_becomes_black_and_white():
     pixels = decode_image(data, DecodeSettings(image_size=16))[:, :, 0]
 
     assert (pixels[8, 2], pixels[8, 12]) == (0, 255)
+
+
+@pytest.mark.parametrize("mode, grey", [
+    ("1", True), ("L", True), ("LA", True), ("I;16", True), ("I;16B", True), ("I", True),
+    ("F", True), ("P", False), ("RGB", False), ("RGBA", False), ("CMYK", False),
+    ("YCbCr", False)])
+def test_greyscale_modes_are_told_from_colour_ones(mode, grey):
+    assert is_greyscale(mode) is grey
 
 
 def test_animated_gif_gives_its_first_frame():

@@ -15,23 +15,6 @@ def _table(root, table, run_id):
     return parquet.read_table(folder).to_pylist() if folder.exists() else []
 
 
-@pytest.fixture(scope="module")
-def generated(trained, job):
-    root, summary = trained
-    result = job("generate", "--root", root, "--generator-run", summary["run_id"],
-                 "--count", "60", "--run-id", "generate-test", "--seed", "5")
-    assert result.code == 0, result.stderr[-4000:]
-    return root, result.summary
-
-
-@pytest.fixture(scope="module")
-def labelled(generated, classifier_handle, job):
-    root, summary = generated
-    result = job("label", "--root", root, "--generated", summary["run_id"])
-    assert result.code == 0, result.stderr[-4000:]
-    return root, result.summary
-
-
 def test_exported_classifier_has_both_signatures_and_its_class_names(classifier_handle):
     import tensorflow as tf
     import tensorflow_hub as hub

@@ -167,16 +167,10 @@ def _table(root: Path, table: str, partition: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def reported(trained, classifier_handle, job):
-    """The small root with a labelled generate run of the trained generator and the train
-    run's report; a stale file is left in the report folder beforehand."""
+def reported(trained, labelled, job):
+    """The small root with a labelled generate run of the trained generator ('generate-test')
+    and the train run's report; a stale file is left in the report folder beforehand."""
     root, train_summary = trained
-    generate = job("generate", "--root", root, "--generator-run", train_summary["run_id"],
-                   "--count", "40", "--run-id", "generate-report", "--seed", "7")
-    assert generate.code == 0, generate.stderr[-3000:]
-    label = job("label", "--root", root, "--generated", "generate-report",
-                "--classifier", classifier_handle)
-    assert label.code == 0, label.stderr[-3000:]
     folder = root / "runs" / train_summary["run_id"] / "report"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "stale-picture.png").write_bytes(b"left over from an earlier report")
@@ -235,7 +229,7 @@ def test_report_opens_in_chromium_with_every_image_loaded_and_the_key_numbers(re
     assert int(images.group(1)) == page.count("<img ") >= 6
     assert re.search(r'data-broken="([^"]*)"', dom).group(1) == ""
 
-    quality = _table(root, "quality", "run_id=generate-report")[0]
+    quality = _table(root, "quality", "run_id=generate-test")[0]
     dataset_images = len(parquet.read_table(
         root / "warehouse" / "hdp_gan.db" / "images" / "dataset=fashion-mnist",
         columns=["image_id"]))
@@ -248,7 +242,7 @@ def test_report_opens_in_chromium_with_every_image_loaded_and_the_key_numbers(re
                   report.format_number(max(row["g_loss"] for row in epochs
                                            if row["epoch"] == len(epochs)))):
         assert f">{shown}<" in dom, shown
-    assert "generate-report" in dom and train_id in dom
+    assert "generate-test" in dom and train_id in dom
 
 
 def test_report_screenshot_is_kept_as_a_test_artifact(reported, tmp_path):

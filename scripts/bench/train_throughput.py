@@ -5,7 +5,8 @@ Both run the project's training step (``gan_lib.training.GanTrainer``). The job'
 the images per second of its last epoch as the chief measured it (after start-up); the single
 process is measured over the same number of steps after a warm-up. The job runs twice: as
 users get it (each node pinned to its own core, the default on this machine) and with
-``--no-pin-cores``.
+``--no-pin-cores``. The job and the single process also run once with XLA off
+(``--no-xla``), which shows what compiling the step gains on either side.
 
     python scripts/bench/train_throughput.py [--images 12800] [--epochs 3] [--batch-size 64]
 """
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, command_line, machine, run_measured, write_section  # noqa: E402
 
 
-def single_process(images: int, batch_size: int, steps: int) -> float:
+def single_process(images: int, batch_size: int, steps: int, xla: bool = True) -> float:
     """Images per second of the same step in one process with 2 threads."""
     code = f"""
 import time, numpy as np, tensorflow as tf
@@ -32,7 +33,7 @@ tf.config.threading.set_inter_op_parallelism_threads(2)
 from gan_lib import datasets, models, training
 pixels = datasets.load_fashion_mnist(split="train")[0][:{images}, :, :, None]
 options = training.TrainOptions(run_id="b", run_uri="file:///tmp/b", dataset="b", settings=None,
-                                batch_size={batch_size})
+                                batch_size={batch_size}, xla={xla})
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 trainer = training.GanTrainer(strategy, options, pixels.shape[1:], models.RECIPES["dcgan"])
 rng = np.random.default_rng(0)
@@ -77,8 +78,10 @@ def main():
 
     distributed = job()
     unpinned = job("--no-pin-cores")
+    distributed_plain = job("--no-xla")
     steps = args.images // args.batch_size
     single = single_process(args.images, args.batch_size, steps)
+    single_plain = single_process(args.images, args.batch_size, steps, xla=False)
     print(f"TFoS {distributed:.0f} images/s ({unpinned:.0f} unpinned), single process "
           f"{single:.0f} images/s, ratio {distributed / single:.2f}")
     write_section("train_throughput", "\n".join([
@@ -94,9 +97,15 @@ def main():
         f"{unpinned / single:.2f} |",
         f"| one TensorFlow process, 2 threads, {steps} steps after 20 warm-up steps | 1 x 2 "
         f"threads | {single:.0f} | 1.00 |",
+        f"| TFoS job, `--no-xla` | 2 x 1 core | {distributed_plain:.0f} | "
+        f"{distributed_plain / single:.2f} |",
+        f"| one process, `xla=False` | 1 x 2 threads | {single_plain:.0f} | "
+        f"{single_plain / single:.2f} |",
         "",
         f"Model: the default `dcgan` recipe at 28x28x1, global batch {args.batch_size}, "
-        f"{args.images:,} Fashion-MNIST images.",
+        f"{args.images:,} Fashion-MNIST images. Ratios are to the single process with XLA; "
+        f"XLA made the job {distributed / distributed_plain:.2f} times and the single process "
+        f"{single / single_plain:.2f} times as fast.",
     ]))
 
 
