@@ -26,14 +26,16 @@ def cluster(tmp_path_factory):
     hdfs.stop()
 
 
-# Stages whose executors read or write the root run on local-cluster, so that separate
-# executor JVMs and Python workers talk WebHDFS themselves; ingest and train-classifier do
-# all their storage work in the driver, and run in one JVM.
-EXECUTOR_IO_STAGES = {"preprocess", "train", "generate", "label"}
+# Preprocess runs on local-cluster, so that executor JVMs of their own read the input
+# (binaryFile) and write Parquet through Spark's webhdfs:// client, and training needs one
+# executor per TensorFlow node. The other stages run in one JVM: their executor-side storage
+# work happens in Python workers (HdfsCLI), separate processes on either master, and their
+# JVM side reads and writes as preprocess does.
+LOCAL_CLUSTER_STAGES = {"preprocess", "train"}
 
 
 def _job(cluster, *args):
-    master = None if args[0] in EXECUTOR_IO_STAGES else ONE_JVM_MASTER
+    master = None if args[0] in LOCAL_CLUSTER_STAGES else ONE_JVM_MASTER
     result = run_job(*args[:1], *cluster["shared"], *args[1:], master=master)
     assert result.code == 0, result.stderr[-4000:]
     return result.summary

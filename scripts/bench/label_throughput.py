@@ -1,7 +1,7 @@
 """Labelling throughput: the Spark label job against one TensorFlow process predicting in
 batches, on the same 10,000 generated images with the same classifier; and the memory of the
-job's largest executor (its JVM and Python workers) and of its whole process tree at 10,000
-and at 100,000 images.
+job's largest executor (its JVM and Python workers) and of its whole process tree at 10,000,
+50,000 and 100,000 images (the middle run tells growth with the images from a one-off step).
 
 The Spark figures are whole jobs over the images' folder (start-up, decoding, prediction,
 Hive writes); the single process decodes the same PNG files with the same function and
@@ -55,13 +55,14 @@ def main():
     parser.add_argument("--classifier", required=True)
     parser.add_argument("--generator-run", required=True)
     parser.add_argument("--small", type=int, default=10_000, help="images in the first run")
-    parser.add_argument("--large", type=int, default=100_000, help="images in the second run")
+    parser.add_argument("--middle", type=int, default=50_000, help="images in the second run")
+    parser.add_argument("--large", type=int, default=100_000, help="images in the third run")
     args = parser.parse_args()
-    small, large = args.small, args.large
+    small, middle, large = args.small, args.middle, args.large
     root = Path(args.root)
     hdp_gan = [sys.executable, "-m", "jobs.cli"]
     figures = {}
-    for count in (small, large):
+    for count in (small, middle, large):
         run_id = f"bench-generate-{count}"
         if not (root / "runs" / run_id / "images").exists():
             run_measured(hdp_gan + ["generate", "--root", str(root), "--generator-run",
@@ -75,6 +76,7 @@ def main():
         cwd=REPO, capture_output=True, text=True, check=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout.strip().splitlines()[-1])
     spark_rate = small / figures[small].seconds
+    middle_rate = middle / figures[middle].seconds
     large_rate = large / figures[large].seconds
     marginal_rate = (large - small) / (figures[large].seconds - figures[small].seconds)
     fixed_s = figures[small].seconds - small / marginal_rate
@@ -87,6 +89,8 @@ def main():
         "| --- | --- | --- | --- |",
         f"| Spark label job, whole run (start-up and Hive writes included) | "
         f"{small:,} | {spark_rate:.0f} | {spark_rate / single:.2f} |",
+        f"| Spark label job, whole run | {middle:,} | {middle_rate:.0f} | "
+        f"{middle_rate / single:.2f} |",
         f"| Spark label job, whole run | {large:,} | {large_rate:.0f} | "
         f"{large_rate / single:.2f} |",
         f"| Spark label job, the {large - small:,} images between the two runs (fixed costs "
@@ -97,13 +101,15 @@ def main():
         f"Spark's fixed cost per run (start-up, planning, Hive writes) is about {fixed_s:.0f} s: "
         f"the {small:,}-image run minus its images at the marginal rate.",
         "",
-        "| peak resident memory (MB) | " + f"{small:,} images | {large:,} images |",
-        "| --- | --- | --- |",
-        f"| largest executor: its JVM and Python workers | {figures[small].executor_mb:.0f} | "
-        f"{figures[large].executor_mb:.0f} |",
-        f"| driver (Python) | {figures[small].driver_mb:.0f} | {figures[large].driver_mb:.0f} |",
-        f"| whole process tree: driver, its JVM, executors, Python workers | "
-        f"{figures[small].tree_mb:.0f} | {figures[large].tree_mb:.0f} |",
+        "| peak resident memory (MB) | "
+        + " | ".join(f"{count:,} images" for count in (small, middle, large)) + " |",
+        "| --- | --- | --- | --- |",
+        *[f"| {name} | " + " | ".join(f"{getattr(figures[count], field):.0f}"
+                                      for count in (small, middle, large)) + " |"
+          for name, field in (("largest executor: its JVM and Python workers", "executor_mb"),
+                              ("driver (Python)", "driver_mb"),
+                              ("whole process tree: driver, its JVM, executors, Python "
+                               "workers", "tree_mb"))],
     ]))
 
 
