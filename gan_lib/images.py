@@ -91,11 +91,11 @@ _EIGHT_BIT = {"1": "L", "L": "L", "P": "RGB", "RGB": "RGB", "RGBX": "RGB", "CMYK
               "YCbCr": "RGB", "HSV": "RGB"}
 
 
-
 def is_greyscale(mode: str) -> bool:
     """Whether Pillow's pixel format ``mode`` holds one grey channel (with or without alpha
     or more than 8 bits), as decoding with one channel loses nothing of it."""
     return mode in _HIGH_DEPTH or mode == "LA" or _EIGHT_BIT.get(mode) == "L"
+
 
 class ImageRejected(Exception):
     """An image file that cannot be used, with ``reason`` (a key of ``REJECT_REASONS``) and

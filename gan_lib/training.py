@@ -182,8 +182,8 @@ class GanTrainer:
         node (one collective per step instead of one per network and one per value)."""
         import tensorflow as tf
 
-        # Drawn outside the compiled function, so the noise follows TensorFlow's seeds
-        # exactly as without XLA and a resumed run draws what an unbroken one would.
+        # Drawn outside the compiled function with TensorFlow's own random kernels, so
+        # under a TensorFlow seed a step draws the same noise with XLA as without it.
         noise = tf.random.normal((tf.shape(real)[0], self.options.latent_dim))
         *gradients, logged = self._gradients(real, noise)
         # The poison (for the guard's tests) changes the logged losses only, as a constant

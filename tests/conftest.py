@@ -41,8 +41,8 @@ class JobResult:
 # Jobs run on local[2] here: real Spark in one JVM with two task threads, where a small job
 # takes about two thirds of its time on the default local-cluster (two executor JVMs).
 # Training needs executor JVMs (each TensorFlow node is one), so it keeps the default, and so
-# do the jobs that the fault tests kill or run side by side, and the pipeline over WebHDFS
-# (``master=None``).
+# do the jobs that the fault tests kill or run side by side, and the preprocess stage of
+# the pipeline over WebHDFS (``master=None``).
 ONE_JVM_STAGES = {"ingest", "preprocess", "train-classifier", "generate", "label", "report",
                   "sql", "runs"}
 ONE_JVM_MASTER = "local[2]"

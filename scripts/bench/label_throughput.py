@@ -8,7 +8,7 @@ Hive writes); the single process decodes the same PNG files with the same functi
 predicts their labels (a folder of images gets labels, not the feature vectors only quality
 scores need) in batches of 1,024 with the same threads in total (2). Every image file is read
 once before the timed runs, so all of them read from the page cache. The difference between the
-two Spark runs gives the rate with Spark's fixed costs taken out.
+smallest and largest Spark runs gives the rate with Spark's fixed costs taken out.
 
     python scripts/bench/label_throughput.py --root ROOT --classifier HANDLE --generator-run RUN
 """
@@ -93,8 +93,8 @@ def main():
         f"{middle_rate / single:.2f} |",
         f"| Spark label job, whole run | {large:,} | {large_rate:.0f} | "
         f"{large_rate / single:.2f} |",
-        f"| Spark label job, the {large - small:,} images between the two runs (fixed costs "
-        f"cancel) | {large - small:,} | {marginal_rate:.0f} | {marginal_rate / single:.2f} |",
+        f"| Spark label job, the {large - small:,} images between the smallest and largest "
+        f"runs (fixed costs cancel) | {large - small:,} | {marginal_rate:.0f} | {marginal_rate / single:.2f} |",
         f"| one TensorFlow process, batches of 1,024, 2 threads, decode and predict only | "
         f"{small:,} | {single:.0f} | 1.00 |",
         "",
