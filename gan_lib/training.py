@@ -167,8 +167,8 @@ class GanTrainer:
             variable for model in (self.generator, self.discriminator) for layer in model.layers
             if isinstance(layer, keras.layers.BatchNormalization)
             for variable in (layer.moving_mean, layer.moving_variance)]
-        # XLA fuses the many small operations of networks this size: measured on one
-        # core, a step of the default recipe took about a quarter less CPU time. The
+        # XLA fuses the many small operations of networks this size: on one core a step of
+        # the default recipe took 44 ms of CPU time instead of 62 (docs/BENCHMARKS.md). The
         # all-reduce stays outside, in TensorFlow's collective operations.
         self._gradients = tf.function(self._losses_and_gradients,
                                       jit_compile=options.xla)

@@ -58,11 +58,11 @@ def main():
     parser.add_argument("--middle", type=int, default=50_000, help="images in the second run")
     parser.add_argument("--large", type=int, default=100_000, help="images in the third run")
     args = parser.parse_args()
-    small, middle, large = args.small, args.middle, args.large
+    small, middle, large = sizes = args.small, args.middle, args.large
     root = Path(args.root)
     hdp_gan = [sys.executable, "-m", "jobs.cli"]
     figures = {}
-    for count in (small, middle, large):
+    for count in sizes:
         run_id = f"bench-generate-{count}"
         if not (root / "runs" / run_id / "images").exists():
             run_measured(hdp_gan + ["generate", "--root", str(root), "--generator-run",
@@ -94,18 +94,17 @@ def main():
         f"| Spark label job, whole run | {large:,} | {large_rate:.0f} | "
         f"{large_rate / single:.2f} |",
         f"| Spark label job, the {large - small:,} images between the smallest and largest "
-        f"runs (fixed costs cancel) | {large - small:,} | {marginal_rate:.0f} | {marginal_rate / single:.2f} |",
+        f"runs (fixed costs cancel) | {large - small:,} | {marginal_rate:.0f} | "
+        f"{marginal_rate / single:.2f} |",
         f"| one TensorFlow process, batches of 1,024, 2 threads, decode and predict only | "
         f"{small:,} | {single:.0f} | 1.00 |",
         "",
         f"Spark's fixed cost per run (start-up, planning, Hive writes) is about {fixed_s:.0f} s: "
         f"the {small:,}-image run minus its images at the marginal rate.",
         "",
-        "| peak resident memory (MB) | "
-        + " | ".join(f"{count:,} images" for count in (small, middle, large)) + " |",
+        "| peak resident memory (MB) | " + " | ".join(f"{n:,} images" for n in sizes) + " |",
         "| --- | --- | --- | --- |",
-        *[f"| {name} | " + " | ".join(f"{getattr(figures[count], field):.0f}"
-                                      for count in (small, middle, large)) + " |"
+        *[f"| {name} | " + " | ".join(f"{getattr(figures[n], field):.0f}" for n in sizes) + " |"
           for name, field in (("largest executor: its JVM and Python workers", "executor_mb"),
                               ("driver (Python)", "driver_mb"),
                               ("whole process tree: driver, its JVM, executors, Python "
