@@ -171,11 +171,30 @@ class Storage:
         self.write_bytes(uri, text.encode("utf-8"))
 
 
+TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+
+
 def _temporary_sibling(uri: str) -> str:
     head, name = posixpath.split(urlsplit(uri).path)
     split = urlsplit(uri)
     temporary = posixpath.join(head, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
     return urlunsplit((split.scheme, split.netloc, temporary, "", ""))
+
+
+def remove_temporaries(store: Storage, uri: str) -> list[str]:
+    """Delete the temporary files and folders that writes killed half-way left below the
+    folder ``uri``, and return their URIs. Only for a folder no live job is writing to."""
+    removed = []
+    if not store.is_dir(uri):
+        return removed
+    for name in store.list(uri):
+        child = join(uri, name)
+        if TEMPORARY_NAME.match(name):
+            store.delete(child)
+            removed.append(child)
+        elif store.is_dir(child):
+            removed += remove_temporaries(store, child)
+    return removed
 
 
 class LocalStorage(Storage):

@@ -58,6 +58,9 @@ def run(args, settings):
     store = storage.open_storage(run_uri, settings)
     if args.resume and training.latest_checkpoint(store, run_uri)[0] is None:
         raise StageError(f"--resume {run_id}: no checkpoint under {run_uri}")
+    if args.resume:
+        for leftover in storage.remove_temporaries(store, run_uri):
+            common.logger.info("removed %s, left by the interrupted run", leftover)
     options = training.TrainOptions(
         run_id=run_id, run_uri=run_uri, dataset=validate_name(args.dataset, "--dataset"),
         settings=settings, recipe=args.recipe, epochs=args.epochs,

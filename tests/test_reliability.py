@@ -168,6 +168,8 @@ def test_killed_training_driver_then_resume_gives_each_epoch_once(fashion_root, 
     run_id = "train-driver-kill"
     process, run = _start_long_training(fashion_root, run_id)
     _kill_driver(process, fashion_root / "_local")
+    # what a kill in the middle of writing the checkpoint pointer leaves, whenever it lands
+    (run / "checkpoints" / ".latest.json.0123456789ab.tmp").write_text('{"file": ')
 
     saved = json.loads((run / "checkpoints" / "latest.json").read_text())["progress"]
     epochs = saved["epoch"] + 1

@@ -37,6 +37,21 @@ def test_overwrite_replaces_and_leaves_no_temporary_file(base):
     assert store.list(base) == ["x.json"]
 
 
+def test_temporaries_a_killed_write_left_are_removed_and_nothing_else(base):
+    store = storage.open_storage(base)
+    kept = [storage.join(base, "latest.json"), storage.join(base, "sub", ".hidden"),
+            storage.join(base, "sub", "a.tmp")]
+    left = [storage.join(base, ".latest.json.70cce1281bce.tmp"),
+            storage.join(base, "sub", ".model.0123456789ab.tmp", "saved_model.pb")]
+    for uri in kept + left:
+        store.write_text(uri, "x")
+    removed = storage.remove_temporaries(store, base)
+    assert sorted(removed) == sorted([left[0], storage.join(base, "sub",
+                                                             ".model.0123456789ab.tmp")])
+    assert store.list(base) == ["latest.json", "sub"]
+    assert store.list(storage.join(base, "sub")) == [".hidden", "a.tmp"]
+
+
 def test_directory_upload_replaces_the_old_copy_whole(base, tmp_path):
     store = storage.open_storage(base)
     first = tmp_path / "first"
