@@ -136,16 +136,17 @@ def score(spark, frame, source: str, handle: str, settings, staging_uri: str, to
         SCORED_SCHEMA)
     scored.write.mode("overwrite").parquet(staging_uri)
     if source == "files":
-        _stage_unread_files(spark, frame.inputFiles(), staging_uri)
+        _stage_unread_files(spark, frame, staging_uri)
     return spark.read.parquet(staging_uri)
 
 
-def _stage_unread_files(spark, listed, staging_uri) -> None:
-    """A row saying so for every listed file that Spark did not read (zero bytes)."""
+def _stage_unread_files(spark, files, staging_uri) -> None:
+    """A row saying so for every file listed in ``files`` that Spark did not read (zero
+    bytes)."""
     from gan_lib import preprocessing
     from pyspark.sql import functions as F
     staged = spark.read.parquet(staging_uri)
-    unread = preprocessing.unread_files(spark, listed, staged)
+    unread = preprocessing.unread_files(spark, preprocessing.listed_files(files), staged)
     if unread is not None:
         unread.select(*[
             F.col("path") if field.name == "path"

@@ -278,7 +278,7 @@ def _decode_and_write(spark, settings, options, run, staging: str) -> dict:
         DECODED_SCHEMA)
     logger.info("decoding the files under %s", options.input_uri)
     decoded.write.mode("overwrite").parquet(staging)
-    listed = files.inputFiles()
+    listed = listed_files(files)
     _stage_skipped_files(spark, listed, staging)
     decoded = spark.read.parquet(staging)
     logger.info("decoded; writing the dataset %s", options.dataset)
@@ -349,7 +349,7 @@ def _first_copies(decoded):
 
 
 
-def _stage_skipped_files(spark, listed: list[str], staging: str) -> None:
+def _stage_skipped_files(spark, listed, staging: str) -> None:
     """Spark's file sources skip zero-byte files without a word; every listed file that did
     not come through is added to the staged rows as rejected, so that nothing is lost."""
     from pyspark.sql import functions as F
@@ -369,8 +369,15 @@ def _stage_skipped_files(spark, listed: list[str], staging: str) -> None:
     rows.write.mode("append").parquet(staging)
 
 
-def unread_files(spark, listed: list[str], rows):
-    """The listed files (``inputFiles()``) that have no row in ``rows`` (a frame with a
+def listed_files(frame):
+    """The files a file-source frame lists, as the JVM's own array. Its length is one call to
+    the JVM, but every name read from it is another: ``DataFrame.inputFiles()``, which reads
+    them all, takes seconds for 100,000 files. So names are read only when one is missing."""
+    return frame._jdf.inputFiles()
+
+
+def unread_files(spark, listed, rows):
+    """The listed files (``listed_files()``) that have no row in ``rows`` (a frame with a
     ``path`` column), as a frame of paths; None when every one has its row. Spark's file
     sources skip zero-byte files without a word."""
     if rows.count() == len(listed):
