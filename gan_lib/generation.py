@@ -13,7 +13,7 @@ import numpy as np
 
 from gan_lib import storage
 from gan_lib.datasets import pixel_id
-from gan_lib.inference import local_copy
+from gan_lib.inference import keep_out_of_collections, local_copy
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ def load_generator(handle: str, settings=None):
         signature = module.signatures["serving_default"]
         latent_dim = int(signature.structured_input_signature[1]["noise"].shape[1])
         _GENERATORS[handle] = (signature, latent_dim)
+        keep_out_of_collections()
     return _GENERATORS[handle]
 
 

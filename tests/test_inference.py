@@ -43,6 +43,16 @@ def test_imagenet_style_classifier_reads_its_input_size_from_the_signature(
     assert classifier.features_fn is None
 
 
+def test_a_loaded_classifier_is_out_of_reach_of_the_full_collection_after_each_task(
+        imagenet_style_handle):
+    """Spark's Python workers call gc.collect() after every task: it must not walk the
+    model's objects, which live as long as the worker."""
+    import gc
+    classifier = inference.load_classifier(imagenet_style_handle)
+    assert not any(tracked is classifier for tracked in gc.get_objects())
+    assert gc.get_freeze_count() > 100_000  # TensorFlow's modules with it
+
+
 def test_grayscale_images_reach_an_imagenet_style_classifier_as_rgb_in_its_range(
         imagenet_style_handle):
     import numpy as np
