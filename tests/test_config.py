@@ -95,3 +95,17 @@ def test_local_jobs_run_their_jvms_with_the_quick_jit_and_the_sql_server_without
         assert session.QUICK_JIT in job[options]
         assert session.QUICK_JIT not in server[options]
         assert session.QUICK_JIT not in yarn.get(options, "")
+
+
+def test_one_core_local_executors_use_the_serial_collector_and_larger_ones_g1(tmp_path):
+    from gan_lib import session
+
+    one = session.spark_conf(Settings(root=str(tmp_path / "r")), "a job")
+    two = session.spark_conf(Settings(root=str(tmp_path / "r"), executor_cores=2), "a job")
+    yarn = session.spark_conf(
+        config.with_overrides(Settings(root=str(tmp_path / "r")), master="yarn"), "a job")
+
+    assert session.ONE_CORE_GC in one["spark.executor.extraJavaOptions"]
+    assert session.ONE_CORE_GC not in one["spark.driver.extraJavaOptions"]
+    assert session.ONE_CORE_GC not in two["spark.executor.extraJavaOptions"]
+    assert session.ONE_CORE_GC not in yarn.get("spark.executor.extraJavaOptions", "")

@@ -195,6 +195,18 @@ def test_an_empty_file_gets_a_row_although_spark_skips_reading_it(photos_labelle
     assert len(rows) == 4
 
 
+def test_a_single_image_file_given_as_images_gets_its_label_row(
+        fashion_root, classifier_handle, job, tmp_path):
+    (tmp_path / "good.png").write_bytes(_png(np.full((28, 28), 200, np.uint8)))
+    (tmp_path / "other.png").write_bytes(_png(np.full((28, 28), 50, np.uint8)))
+    result = job("label", "--root", fashion_root, "--images", tmp_path / "good.png",
+                 "--run-id", "one-file")
+    assert result.code == 0, result.stderr[-3000:]
+    rows = _table(fashion_root, "labels", "one-file")
+    assert [(row["path"].rsplit("/", 1)[-1], row["status"]) for row in rows] == \
+        [("good.png", "ok")]
+
+
 def test_a_folder_run_gets_a_contact_sheet_of_its_readable_images_at_one_size(
         photos_labelled):
     root, summary = photos_labelled
