@@ -41,21 +41,13 @@ def _arrow_schema():
         ("probabilities", pa.list_(pa.float32())), ("features", pa.list_(pa.float32()))])
 
 
-_THREADS_SET = []
-
-
 def _set_threads(threads: int) -> None:
-    """Size TensorFlow's thread pools once per worker (a later attempt only raises, and
-    costs tens of milliseconds per task doing so)."""
-    if _THREADS_SET:
-        return
     import tensorflow as tf
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # initialised before this worker labelled: its setting holds
+    except RuntimeError:  # already initialised in this worker: the first setting holds
         pass
-    _THREADS_SET.append(threads)
 
 
 def score_batches(batches, handle: str, settings, source: str, top: int, threads: int,

@@ -371,8 +371,9 @@ def _stage_skipped_files(spark, listed, staging: str) -> None:
 
 def listed_files(frame):
     """The files a file-source frame lists, as the JVM's own array. Its length is one call to
-    the JVM, but every name read from it is another: ``DataFrame.inputFiles()``, which reads
-    them all, takes seconds for 100,000 files. So names are read only when one is missing."""
+    the JVM, but every name read from it costs calls of its own: ``DataFrame.inputFiles()``,
+    which reads them all, takes seconds for 100,000 files. So names are read (at that cost)
+    only when the count says a file is missing."""
     return frame._jdf.inputFiles()
 
 

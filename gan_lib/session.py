@@ -69,7 +69,7 @@ def spark_conf(settings: Settings, app_name: str, training: bool = False,
         "spark.sql.session.timeZone": "UTC",
         # image files are small: count each as 64 KB, not 4 MB, when packing read partitions,
         # and let a task take up to 512 MB so counted (some 8,000 small images, not 2,000):
-        # every task costs its Python worker a fixed 0.1-0.2 s
+        # every task costs its Python worker a fixed 0.1-0.2 s, on a cluster as here
         "spark.sql.files.openCostInBytes": str(64 * 1024),
         "spark.sql.files.maxPartitionBytes": str(512 * 1024 ** 2),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -89,7 +89,7 @@ def spark_conf(settings: Settings, app_name: str, training: bool = False,
                 "org.apache.derby.jdbc.ClientDriver")
             conf["spark.driver.extraClassPath"] = os.pathsep.join(DERBY_CLIENT_JARS)
     if is_local(master):
-        conf.update(_local_conf(settings, state, quick_jit=not server))
+        conf.update(_local_conf(settings, state, master, server=server))
     if training:
         conf.update(training_conf(settings))
     conf.update({key: str(value) for key, value in settings.extra_spark_conf.items()})
@@ -213,17 +213,31 @@ QUICK_JIT = "-XX:TieredStopAtLevel=1"
 # An executor of one core gets the serial collector, the one the JVM itself picks for a
 # one-CPU machine: it grows the heap by the data that stays alive, which is little in
 # executors that stream. G1 (the default where the JVM sees two or more CPUs) kept growing
-# the heap it had committed while the work went on: from 180 to 360 MB between labelling
-# runs of 10,000 and 50,000 images (docs/BENCHMARKS.md).
+# the heap it had committed while the work went on: from 181 MB in each executor of a
+# labelling run of 10,000 images to 318 and 361 MB in those of a run of 50,000
+# (docs/BENCHMARKS.md).
 ONE_CORE_GC = "-XX:+UseSerialGC"
 
+# Hadoop's checksum layer over file:// looks for a .crc file beside every file read (a stat
+# and an open per image) and writes one beside every output; jobs read and write local files
+# without it. Not for the SQL server: Hive's sessions ask Hadoop for its checksummed local
+# file system by that very type and fail on the raw one.
+RAW_LOCAL_FILES = {"spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem"}
 
-def _local_conf(settings: Settings, state: Path, quick_jit: bool = True) -> dict:
+
+def executor_cores_of(master: str, settings: Settings) -> int:
+    """Cores per executor: those a ``local-cluster[n,cores,memory]`` master names, otherwise
+    the settings'."""
+    match = re.fullmatch(r"local-cluster\[\s*\d+\s*,\s*(\d+)\s*,\s*\d+\s*\]", master)
+    return int(match.group(1)) if match else settings.executor_cores
+
+
+def _local_conf(settings: Settings, state: Path, master: str, server: bool = False) -> dict:
     executor_memory = max(512, settings.executor_memory_mb - 512)
-    jit = QUICK_JIT if quick_jit else ""
+    jit = "" if server else QUICK_JIT
     log4j = f"-Dlog4j2.configurationFile={_log4j_file(state)}"
     java_options = f"-Dderby.system.home={state} {log4j} {jit}".strip()
-    collector = ONE_CORE_GC if settings.executor_cores == 1 else ""
+    collector = ONE_CORE_GC if executor_cores_of(master, settings) == 1 else ""
     return {
         "spark.executor.memory": f"{executor_memory}m",
         "spark.driver.memory": "2g",
@@ -234,12 +248,10 @@ def _local_conf(settings: Settings, state: Path, quick_jit: bool = True) -> dict
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.showConsoleProgress": str(sys.stderr.isatty()).lower(),
         "spark.executorEnv.SPARK_LOCAL_IP": "127.0.0.1",
-        # file:// without Hadoop's checksum layer, which would look for a .crc file beside
-        # every file read (a stat and an open per image) and write one beside every output
-        "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
         # Hive's session folders, which it would otherwise leave in /tmp after every job
         "spark.hadoop.hive.downloaded.resources.dir": str(state / "hive" / "resources"),
         "spark.hadoop.hive.exec.local.scratchdir": str(state / "hive" / "scratch"),
+        **({} if server else RAW_LOCAL_FILES),
     }
 
 

@@ -182,8 +182,10 @@ def _temporary_sibling(uri: str) -> str:
 
 
 def remove_temporaries(store: Storage, uri: str) -> list[str]:
-    """Delete the temporary files and folders that writes killed half-way left below the
-    folder ``uri``, and return their URIs. Only for a folder no live job is writing to."""
+    """Delete the temporary files and folders that interrupted writes left below the folder
+    ``uri`` and return their URIs: data not yet renamed into place, or an old copy not yet
+    removed after its replacement (killed between the two renames of a folder upload, both
+    copies go, the folder having neither). Only for a folder no live job is writing to."""
     removed = []
     if not store.is_dir(uri):
         return removed

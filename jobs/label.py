@@ -23,7 +23,8 @@ def build_parser():
     source.add_argument("--generated", metavar="RUN_ID",
                         help="label the images of this generate run (and score them)")
     source.add_argument("--images", metavar="URI",
-                        help="label this image file, or every image file below this folder")
+                        help="label this image file, or the files below this folder (names "
+                             "starting with '.' or '_' left out, as Hadoop does)")
     source.add_argument("--split", help="label this split of --dataset (e.g. test)")
     parser.add_argument("--dataset", default="fashion-mnist",
                         help="dataset of --split, and the real images quality is scored against")

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from gan_lib import cluster, models, storage, tables, training
-from gan_lib.config import validate_name
+from gan_lib.config import redact_url, validate_name
 from gan_lib.runs import StageError, StageRun, new_run_id, run_dir
 from jobs import common
 
@@ -60,7 +60,7 @@ def run(args, settings):
         raise StageError(f"--resume {run_id}: no checkpoint under {run_uri}")
     if args.resume:
         for leftover in storage.remove_temporaries(store, run_uri):
-            common.logger.info("removed %s, left by the interrupted run", leftover)
+            common.logger.info("removed %s, left by the interrupted run", redact_url(leftover))
     options = training.TrainOptions(
         run_id=run_id, run_uri=run_uri, dataset=validate_name(args.dataset, "--dataset"),
         settings=settings, recipe=args.recipe, epochs=args.epochs,

@@ -97,15 +97,28 @@ def test_local_jobs_run_their_jvms_with_the_quick_jit_and_the_sql_server_without
         assert session.QUICK_JIT not in yarn.get(options, "")
 
 
-def test_one_core_local_executors_use_the_serial_collector_and_larger_ones_g1(tmp_path):
+def test_one_core_local_executors_use_the_serial_collector_and_others_the_jvm_default(
+        tmp_path):
     from gan_lib import session
 
-    one = session.spark_conf(Settings(root=str(tmp_path / "r")), "a job")
-    two = session.spark_conf(Settings(root=str(tmp_path / "r"), executor_cores=2), "a job")
-    yarn = session.spark_conf(
-        config.with_overrides(Settings(root=str(tmp_path / "r")), master="yarn"), "a job")
+    settings = Settings(root=str(tmp_path / "r"))
+    one = session.spark_conf(settings, "a job")
+    two = session.spark_conf(config.with_overrides(settings, executor_cores=2), "a job")
+    named = session.spark_conf(config.with_overrides(settings, master="local-cluster[2,2,1024]"),
+                               "a job")
+    yarn = session.spark_conf(config.with_overrides(settings, master="yarn"), "a job")
 
     assert session.ONE_CORE_GC in one["spark.executor.extraJavaOptions"]
     assert session.ONE_CORE_GC not in one["spark.driver.extraJavaOptions"]
-    assert session.ONE_CORE_GC not in two["spark.executor.extraJavaOptions"]
+    for conf in (two, named):
+        assert session.ONE_CORE_GC not in conf["spark.executor.extraJavaOptions"]
     assert session.ONE_CORE_GC not in yarn.get("spark.executor.extraJavaOptions", "")
+
+
+def test_local_jobs_read_files_without_checksums_and_the_sql_server_with_them(tmp_path):
+    from gan_lib import session
+
+    settings = Settings(root=str(tmp_path / "r"))
+    key = "spark.hadoop.fs.file.impl"
+    assert session.spark_conf(settings, "a job")[key].endswith("RawLocalFileSystem")
+    assert key not in session.spark_conf(settings, "the sql server", server=True)
