@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+CHECKPOINT_NAME = re.compile(r"epoch-(\d{4,})\.npz")
 COLLAPSE_D_LOSS = 1e-3
 COLLAPSE_D_FAKE = 1e-3
 
@@ -305,13 +307,32 @@ def _read_checkpoint(data: bytes):
 
 
 def latest_checkpoint(store, run_uri: str):
-    """(checkpoint URI, progress) of a run's newest checkpoint, or (None, None)."""
+    """(checkpoint URI, progress) of a run's newest checkpoint, or (None, None).
+
+    ``checkpoints/latest.json`` names it. WebHDFS renames only onto a free name, so the
+    pointer is deleted before its new copy is renamed into place; a run killed between the
+    two has no pointer, and the newest checkpoint file is taken instead (each is written
+    whole under a temporary name before it gets its own)."""
     from gan_lib import storage
     pointer = storage.join(run_uri, "checkpoints", "latest.json")
-    if not store.exists(pointer):
+    if store.exists(pointer):
+        latest = json.loads(store.read_text(pointer))
+        return storage.join(run_uri, "checkpoints", latest["file"]), latest["progress"]
+    names = _checkpoint_names(store, run_uri)
+    if not names:
         return None, None
-    latest = json.loads(store.read_text(pointer))
-    return storage.join(run_uri, "checkpoints", latest["file"]), latest["progress"]
+    uri = storage.join(run_uri, "checkpoints", names[-1])
+    return uri, _read_checkpoint(store.read_bytes(uri))[1]
+
+
+def _checkpoint_names(store, run_uri) -> list[str]:
+    """The run's checkpoint files, oldest first."""
+    from gan_lib import storage
+    folder = storage.join(run_uri, "checkpoints")
+    if not store.exists(folder):
+        return []
+    found = [n for n in store.list(folder) if CHECKPOINT_NAME.fullmatch(n)]
+    return sorted(found, key=lambda n: int(CHECKPOINT_NAME.fullmatch(n).group(1)))
 
 
 def train_worker(options: TrainOptions, ctx=None) -> None:
@@ -603,10 +624,8 @@ def GeneratorModule(generator, latent_dim, image_shape):
 
 def _prune_checkpoints(store, run_uri, keep):
     from gan_lib import storage
-    folder = storage.join(run_uri, "checkpoints")
-    names = sorted(n for n in store.list(folder) if n.startswith("epoch-") and n.endswith(".npz"))
-    for name in names[:-keep]:
-        store.delete(storage.join(folder, name))
+    for name in _checkpoint_names(store, run_uri)[:-keep]:
+        store.delete(storage.join(run_uri, "checkpoints", name))
 
 
 PROGRESS_LINES_KEPT = 20

@@ -158,6 +158,19 @@ def test_checkpoint_restores_networks_optimisers_and_progress(tmp_path):
     assert len(history) == 1 and noise.shape == (6, 8)
 
 
+def test_a_run_whose_checkpoint_pointer_was_lost_resumes_from_its_newest_checkpoint(
+        tmp_path):
+    loop = _loop(tmp_path, epochs=2)
+    loop.run()
+    run_uri = loop.options.run_uri
+    loop.store.delete(storage.join(run_uri, "checkpoints", "latest.json"))
+
+    uri, progress = training.latest_checkpoint(loop.store, run_uri)
+
+    assert uri.endswith("/checkpoints/epoch-0002.npz")
+    assert progress["epoch"] == 2 and progress["step"] == 8
+
+
 def test_each_epoch_writes_a_sample_grid_and_the_run_a_gif_and_loss_curve(tmp_path):
     loop = _loop(tmp_path, epochs=2)
     loop.run()
