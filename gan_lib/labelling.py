@@ -136,21 +136,25 @@ def score(spark, frame, source: str, handle: str, settings, staging_uri: str, to
         SCORED_SCHEMA)
     scored.write.mode("overwrite").parquet(staging_uri)
     if source == "files":
-        _stage_unread_files(spark, frame, staging_uri)
+        _stage_unread_files(spark, settings, frame, staging_uri)
     return spark.read.parquet(staging_uri)
 
 
-def _stage_unread_files(spark, files, staging_uri) -> None:
+def _stage_unread_files(spark, settings, files, staging_uri) -> None:
     """A row saying so for every file listed in ``files`` that Spark did not read (zero
-    bytes)."""
+    bytes, or a name Spark never reads)."""
     from gan_lib import preprocessing
+    from gan_lib.images import REJECT_REASONS
     from pyspark.sql import functions as F
     staged = spark.read.parquet(staging_uri)
     unread = preprocessing.unread_files(spark, preprocessing.listed_files(files), staged)
     if unread is not None:
+        status = F.when(preprocessing.is_empty_file(settings)(F.col("path")),
+                        "unreadable: empty").otherwise(
+            f"unreadable: {REJECT_REASONS['not_read']}")
         unread.select(*[
             F.col("path") if field.name == "path"
-            else F.lit("unreadable: empty").alias("status") if field.name == "status"
+            else status.alias("status") if field.name == "status"
             else F.lit(None).cast(field.dataType).alias(field.name)
             for field in staged.schema.fields]).write.mode("append").parquet(staging_uri)
 

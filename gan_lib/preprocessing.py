@@ -279,7 +279,7 @@ def _decode_and_write(spark, settings, options, run, staging: str) -> dict:
     logger.info("decoding the files under %s", options.input_uri)
     decoded.write.mode("overwrite").parquet(staging)
     listed = listed_files(files)
-    _stage_skipped_files(spark, listed, staging)
+    _stage_skipped_files(spark, settings, listed, staging)
     decoded = spark.read.parquet(staging)
     logger.info("decoded; writing the dataset %s", options.dataset)
 
@@ -349,24 +349,40 @@ def _first_copies(decoded):
 
 
 
-def _stage_skipped_files(spark, listed, staging: str) -> None:
-    """Spark's file sources skip zero-byte files without a word; every listed file that did
-    not come through is added to the staged rows as rejected, so that nothing is lost."""
+def _stage_skipped_files(spark, settings, listed, staging: str) -> None:
+    """Spark's file sources skip zero-byte files without a word, and some names too; every
+    listed file that did not come through is added to the staged rows as rejected, so that
+    nothing is lost."""
     from pyspark.sql import functions as F
 
     skipped = unread_files(spark, listed, spark.read.parquet(staging))
     if skipped is None:
         return  # the usual case: every listed file has its row
+    empty = is_empty_file(settings)(F.col("path"))
     rows = skipped.select(
         "path", F.lit("rejected").alias("status"),
         *[F.lit(None).cast(kind).alias(name) for name, kind in (
             ("image_id", "string"), ("label", "string"), ("split", "string"),
             ("height", "int"), ("width", "int"), ("channels", "int"), ("pixels", "binary"))],
-        F.lit("empty").alias("reason"),
-        F.lit(REJECT_REASONS["empty"]).alias("detail"),
-        F.lit(0).cast("bigint").alias("size_bytes"),
+        F.when(empty, "empty").otherwise("not_read").alias("reason"),
+        F.when(empty, REJECT_REASONS["empty"]).otherwise(REJECT_REASONS["not_read"])
+        .alias("detail"),
+        F.when(empty, 0).cast("bigint").alias("size_bytes"),
         F.lit(None).cast("string").alias("detected_format"))
     rows.write.mode("append").parquet(staging)
+
+
+def is_empty_file(settings):
+    """A column function: whether the file at a path has zero bytes, looked at on the
+    executors through the storage layer (a file that cannot be read counts as not empty)."""
+    from pyspark.sql import functions as F
+
+    def empty(path):
+        try:
+            return storage.open_storage(path, settings).read_head(path, 1) == b""
+        except storage.StorageError:
+            return False
+    return F.udf(empty, "boolean")
 
 
 def listed_files(frame):

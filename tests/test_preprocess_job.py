@@ -20,6 +20,7 @@ BAD_FILES = {
     "not-an-image.png": ("not_an_image", lambda: b"this is a text file, not a picture\n" * 4),
     "bomb.png": ("too_large", lambda: _png(400, 300)),
     "tiny.png": ("too_small", lambda: _png(4, 4)),
+    "_metadata.png": ("not_read", lambda: _png(40, 40)),  # listed by Spark, never read
 }
 
 # Real images under names that URLs would encode; each must be read once, under its own name.
