@@ -150,8 +150,7 @@ def _stage_unread_files(spark, settings, files, staging_uri) -> None:
     unread = preprocessing.unread_files(spark, preprocessing.listed_files(files), staged)
     if unread is not None:
         status = F.when(preprocessing.is_empty_file(settings)(F.col("path")),
-                        "unreadable: empty").otherwise(
-            f"unreadable: {REJECT_REASONS['not_read']}")
+                        "unreadable: empty").otherwise(f"unreadable: {REJECT_REASONS['not_read']}")
         unread.select(*[
             F.col("path") if field.name == "path"
             else status.alias("status") if field.name == "status"

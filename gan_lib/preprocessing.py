@@ -358,7 +358,8 @@ def _stage_skipped_files(spark, settings, listed, staging: str) -> None:
     skipped = unread_files(spark, listed, spark.read.parquet(staging))
     if skipped is None:
         return  # the usual case: every listed file has its row
-    empty = is_empty_file(settings)(F.col("path"))
+    skipped = skipped.withColumn("empty", is_empty_file(settings)(F.col("path")))
+    empty = F.col("empty")  # each file looked at once, for the three columns below
     rows = skipped.select(
         "path", F.lit("rejected").alias("status"),
         *[F.lit(None).cast(kind).alias(name) for name, kind in (
@@ -382,7 +383,9 @@ def is_empty_file(settings):
             return storage.open_storage(path, settings).read_head(path, 1) == b""
         except storage.StorageError:
             return False
-    return F.udf(empty, "boolean")
+    # non-deterministic (a file can change), which also keeps Spark from copying the call
+    # into each expression that uses its result
+    return F.udf(empty, "boolean").asNondeterministic()
 
 
 def listed_files(frame):

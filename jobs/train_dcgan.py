@@ -56,9 +56,9 @@ def run(args, settings):
     run_id = validate_name(args.resume or args.run_id or new_run_id("train"), "--run-id")
     run_uri = run_dir(settings, run_id)
     store = storage.open_storage(run_uri, settings)
-    if args.resume and training.latest_checkpoint(store, run_uri)[0] is None:
-        raise StageError(f"--resume {run_id}: no checkpoint under {run_uri}")
     if args.resume:
+        if training.latest_checkpoint(store, run_uri)[0] is None:
+            raise StageError(f"--resume {run_id}: no checkpoint under {run_uri}")
         for leftover in storage.remove_temporaries(store, run_uri):
             common.logger.info("removed %s, left by the interrupted run", redact_url(leftover))
     options = training.TrainOptions(
