@@ -142,15 +142,16 @@ def score(spark, frame, source: str, handle: str, settings, staging_uri: str, to
 
 def _stage_unread_files(spark, settings, files, staging_uri) -> None:
     """A row saying so for every file listed in ``files`` that Spark did not read (zero
-    bytes, or a name Spark never reads)."""
+    bytes, over the size limit, or a name Spark never reads)."""
     from gan_lib import preprocessing
-    from gan_lib.images import REJECT_REASONS
     from pyspark.sql import functions as F
     staged = spark.read.parquet(staging_uri)
     unread = preprocessing.unread_files(spark, preprocessing.listed_files(files), staged)
     if unread is not None:
-        status = F.when(preprocessing.is_empty_file(settings)(F.col("path")),
-                        "unreadable: empty").otherwise(f"unreadable: {REJECT_REASONS['not_read']}")
+        unread = preprocessing.with_skip_reasons(unread, settings,
+                                                 preprocessing.DEFAULT_MAX_FILE_BYTES)
+        status = F.concat(F.lit("unreadable: "), F.when(F.col("reason") == "empty", "empty")
+                          .otherwise(F.col("detail")))
         unread.select(*[
             F.col("path") if field.name == "path"
             else status.alias("status") if field.name == "status"
@@ -165,8 +166,8 @@ def count_statuses(scored) -> dict:
 
 
 def files_frame(spark, folder_uri: str):
-    return (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-            .load(folder_uri).select("path", "content"))
+    from gan_lib import preprocessing
+    return preprocessing.readable_files(spark, folder_uri, preprocessing.DEFAULT_MAX_FILE_BYTES)
 
 
 def table_frame(spark, settings, dataset: str, split: str):

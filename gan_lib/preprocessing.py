@@ -19,6 +19,7 @@ distinct accepted image.
 
 import logging
 import os
+import posixpath
 import stat
 from dataclasses import asdict, dataclass
 from urllib.parse import unquote, urlsplit
@@ -39,6 +40,13 @@ DECODED_SCHEMA = (
     "detected_format STRING")
 
 
+# Spark's binaryFile source reads files of at most 2 GiB - 1 bytes (and fails the job on a
+# larger one). Files above the limit are left unread and rejected as file_too_large; the
+# default leaves room for 16-bit RGBA TIFFs at the default pixel limit.
+SPARK_MAX_FILE_BYTES = 2**31 - 1
+DEFAULT_MAX_FILE_BYTES = 2**30
+
+
 @dataclass(frozen=True)
 class PreprocessOptions:
     input_uri: str
@@ -48,6 +56,7 @@ class PreprocessOptions:
     max_pixels: int = 50_000_000
     min_size: int = 8
     test_percent: int = 10
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
     def __post_init__(self):
         validate_name(self.dataset, "--dataset")
@@ -56,6 +65,9 @@ class PreprocessOptions:
                               "or 3 (RGB)")
         if not 8 <= self.image_size <= 1024:
             raise ConfigError(f"--image-size {self.image_size} must be between 8 and 1024")
+        if not 0 < self.max_file_bytes <= SPARK_MAX_FILE_BYTES:
+            raise ConfigError(f"--max-file-bytes {self.max_file_bytes} must be between 1 and "
+                              f"{SPARK_MAX_FILE_BYTES} (the largest file Spark reads)")
         if not 0 <= self.test_percent < 100:
             raise ConfigError(f"--test-percent {self.test_percent} must be between 0 and 99")
 
@@ -77,6 +89,10 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
     if not store.is_dir(options.input_uri):
         raise ConfigError(f"--input {options.input_uri} is a file; give the folder that holds "
                           "the images")
+    if _within(settings.root, options.input_uri):
+        raise ConfigError(f"--root {settings.root} is inside --input {options.input_uri}: the "
+                          "job's own outputs would be read as images on the next run; put the "
+                          "root outside the input folder")
     if _is_local(options.input_uri):
         # Before the probe below opens any file: a named pipe would block it.
         _check_local_tree(options.input_uri)
@@ -104,6 +120,21 @@ def absolute_input(input_uri: str) -> str:
     if urlsplit(input_uri).scheme and "://" in input_uri or input_uri.startswith("file:"):
         return input_uri
     return os.path.normpath(os.path.abspath(os.path.expanduser(input_uri)))
+
+
+def _within(uri: str, folder_uri: str) -> bool:
+    """Whether ``uri`` is ``folder_uri`` or lies below it: local paths compared with symbolic
+    links resolved, remote ones by host and path (the port may differ between hdfs:// and
+    webhdfs:// addresses of one cluster)."""
+    if _is_local(uri) != _is_local(folder_uri):
+        return False
+    if _is_local(uri):
+        path, folder = (os.path.realpath(storage.local_path(u)) for u in (uri, folder_uri))
+    else:
+        if urlsplit(uri).hostname != urlsplit(folder_uri).hostname:
+            return False
+        path, folder = (posixpath.normpath(storage.path_part(u)) for u in (uri, folder_uri))
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def _is_local(input_uri: str) -> bool:
@@ -269,8 +300,7 @@ def preprocess(spark, settings: Settings, options: PreprocessOptions, run: Stage
 def _decode_and_write(spark, settings, options, run, staging: str) -> dict:
     from pyspark.sql import functions as F
 
-    files = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-             .load(options.input_uri).select("path", "content"))
+    files = readable_files(spark, options.input_uri, options.max_file_bytes)
     decode, input_uri, test_percent = (options.decode_settings, options.input_uri,
                                        options.test_percent)
     decoded = files.mapInArrow(
@@ -279,7 +309,7 @@ def _decode_and_write(spark, settings, options, run, staging: str) -> dict:
     logger.info("decoding the files under %s", options.input_uri)
     decoded.write.mode("overwrite").parquet(staging)
     listed = listed_files(files)
-    _stage_skipped_files(spark, settings, listed, staging)
+    _stage_skipped_files(spark, settings, listed, staging, options.max_file_bytes)
     decoded = spark.read.parquet(staging)
     logger.info("decoded; writing the dataset %s", options.dataset)
 
@@ -349,43 +379,61 @@ def _first_copies(decoded):
 
 
 
-def _stage_skipped_files(spark, settings, listed, staging: str) -> None:
-    """Spark's file sources skip zero-byte files without a word, and some names too; every
-    listed file that did not come through is added to the staged rows as rejected, so that
-    nothing is lost."""
+def readable_files(spark, folder_uri: str, max_bytes: int):
+    """The files below a folder as Spark's ``binaryFile`` rows (path, content), leaving out
+    files over ``max_bytes``: the length filter reaches the file source, which then does not
+    open them (its reader fails the job on a file over 2 GiB). Such files stay in the
+    listing, so ``unread_files`` finds them."""
+    from pyspark.sql import functions as F
+    return (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+            .load(folder_uri).where(F.col("length") <= max_bytes).select("path", "content"))
+
+
+def _stage_skipped_files(spark, settings, listed, staging: str, max_bytes: int) -> None:
+    """Spark's file sources skip zero-byte files without a word, and some names too, and
+    files over ``max_bytes`` are not read; every listed file that did not come through is
+    added to the staged rows as rejected, so that nothing is lost."""
     from pyspark.sql import functions as F
 
     skipped = unread_files(spark, listed, spark.read.parquet(staging))
     if skipped is None:
         return  # the usual case: every listed file has its row
-    skipped = skipped.withColumn("empty", is_empty_file(settings)(F.col("path")))
-    empty = F.col("empty")  # each file looked at once, for the three columns below
+    skipped = with_skip_reasons(skipped, settings, max_bytes)
     rows = skipped.select(
         "path", F.lit("rejected").alias("status"),
         *[F.lit(None).cast(kind).alias(name) for name, kind in (
             ("image_id", "string"), ("label", "string"), ("split", "string"),
             ("height", "int"), ("width", "int"), ("channels", "int"), ("pixels", "binary"))],
-        F.when(empty, "empty").otherwise("not_read").alias("reason"),
-        F.when(empty, REJECT_REASONS["empty"]).otherwise(REJECT_REASONS["not_read"])
-        .alias("detail"),
-        F.when(empty, 0).cast("bigint").alias("size_bytes"),
-        F.lit(None).cast("string").alias("detected_format"))
+        "reason", "detail", "size_bytes", F.lit(None).cast("string").alias("detected_format"))
     rows.write.mode("append").parquet(staging)
 
 
-def is_empty_file(settings):
-    """A column function: whether the file at a path has zero bytes, looked at on the
-    executors through the storage layer (a file that cannot be read counts as not empty)."""
+def with_skip_reasons(skipped, settings, max_bytes: int):
+    """Listed files Spark did not read (a ``path`` column), with why: ``size_bytes`` looked at
+    once per file on the executors, then ``reason`` (empty, file_too_large or not_read; a file
+    gone since the listing is not_read) and its ``detail``."""
+    from pyspark.sql import functions as F
+    size = F.col("size_bytes")
+    details = F.create_map(*[F.lit(x) for pair in REJECT_REASONS.items() for x in pair])
+    return (skipped.withColumn("size_bytes", file_size(settings)(F.col("path")))
+            .withColumn("reason", F.when(size == 0, "empty")
+                        .when(size > max_bytes, "file_too_large").otherwise("not_read"))
+            .withColumn("detail", details[F.col("reason")]))
+
+
+def file_size(settings):
+    """A column function: the size in bytes of the file at a path, looked at on the executors
+    through the storage layer; null when it is gone or cannot be looked at."""
     from pyspark.sql import functions as F
 
-    def empty(path):
+    def size(path):
         try:
-            return storage.open_storage(path, settings).read_head(path, 1) == b""
+            return storage.open_storage(path, settings).size(path)
         except storage.StorageError:
-            return False
+            return None
     # non-deterministic (a file can change), which also keeps Spark from copying the call
     # into each expression that uses its result
-    return F.udf(empty, "boolean").asNondeterministic()
+    return F.udf(size, "bigint").asNondeterministic()
 
 
 def listed_files(frame):

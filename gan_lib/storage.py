@@ -134,6 +134,10 @@ class Storage:
     def read_bytes(self, uri: str) -> bytes:
         raise NotImplementedError
 
+    def size(self, uri: str) -> int | None:
+        """The size of a file in bytes, or None when there is nothing at ``uri``."""
+        raise NotImplementedError
+
     def read_head(self, uri: str, size: int) -> bytes:
         """The first ``size`` bytes of a file (fewer if it is shorter)."""
         return self.read_bytes(uri)[:size]
@@ -236,6 +240,14 @@ class LocalStorage(Storage):
             return local_path(uri).read_bytes()
         except OSError as error:
             raise StorageError(f"cannot read {local_path(uri)}: {error.strerror}") from error
+
+    def size(self, uri):
+        try:
+            return local_path(uri).stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StorageError(f"cannot look at {local_path(uri)}: {error.strerror}") from error
 
     def write_bytes(self, uri, data):
         path = local_path(uri)
@@ -396,6 +408,11 @@ class WebHdfsStorage(Storage):
             with self.client.read(self._path(uri)) as reader:
                 return reader.read()
         return self._retry("read", uri, read)
+
+    def size(self, uri):
+        status = self._retry("check", uri,
+                             lambda: self.client.status(self._path(uri), strict=False))
+        return None if status is None else status["length"]
 
     def write_bytes(self, uri, data):
         temporary = _temporary_sibling(uri)

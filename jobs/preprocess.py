@@ -24,6 +24,10 @@ def build_parser():
     parser.add_argument("--channels", type=int, default=1, help="1 (grayscale) or 3 (RGB)")
     parser.add_argument("--max-pixels", type=common.positive_int, default=50_000_000,
                         help="reject images with more pixels than this (image bombs)")
+    parser.add_argument("--max-file-bytes", type=common.positive_int,
+                        default=preprocessing.DEFAULT_MAX_FILE_BYTES,
+                        help="reject files larger than this without reading them (at most "
+                             f"{preprocessing.SPARK_MAX_FILE_BYTES}, the largest file Spark reads)")
     parser.add_argument("--min-size", type=common.positive_int, default=8,
                         help="reject images whose shorter side is below this")
     parser.add_argument("--test-percent", type=common.non_negative_int, default=10,
@@ -37,7 +41,8 @@ def run(args, settings):
                                                                               args.dataset)),
         dataset=args.dataset,
         image_size=args.image_size, channels=args.channels, max_pixels=args.max_pixels,
-        min_size=args.min_size, test_percent=args.test_percent)
+        min_size=args.min_size, test_percent=args.test_percent,
+        max_file_bytes=args.max_file_bytes)
     preprocessing.check_before_spark(settings, options)
     run = StageRun("preprocess", args.run_id or new_run_id("preprocess"),
                    parameters=preprocessing.parameters(options),

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from gan_lib import datasets
+from gan_lib import datasets, preprocessing
 
 BAD_FILES = {
     "zero-byte.png": ("empty", lambda: b""),
@@ -21,7 +21,9 @@ BAD_FILES = {
     "bomb.png": ("too_large", lambda: _png(400, 300)),
     "tiny.png": ("too_small", lambda: _png(4, 4)),
     "_metadata.png": ("not_read", lambda: _png(40, 40)),  # listed by Spark, never read
+    "huge.tif": ("file_too_large", None),  # a sparse file over the 2 GiB Spark reads at most
 }
+HUGE_BYTES = 2**31 + 4096
 
 # Real images under names that URLs would encode; each must be read once, under its own name.
 ODD_NAMES = ["a b.png", "hash#1.png", "pct%41.png", "what?.png", "plus+1.png", "ü.png"]
@@ -64,7 +66,12 @@ def messy_folder(tmp_path_factory):
     (folder / "coat" / "colour.jpg").write_bytes(_jpeg(90, 60))
     (folder / "bad").mkdir()
     for name, (_, make) in BAD_FILES.items():
-        (folder / "bad" / name).write_bytes(make())
+        if make is None:
+            with open(folder / "bad" / name, "wb") as handle:
+                handle.write(b"II*\x00")  # starts like a TIFF; the rest is a hole on disk
+                handle.truncate(HUGE_BYTES)
+        else:
+            (folder / "bad" / name).write_bytes(make())
     outside = tmp_path_factory.mktemp("outside") / "passwd"
     outside.write_bytes(OUTSIDE_SECRET)
     (folder / "bad" / "outside.png").symlink_to(outside)
@@ -95,6 +102,14 @@ def test_bad_file_is_quarantined_with_its_reason(first_run, name):
                for row in _read_partition(root, "rejects", dataset="messy")}
     assert rejects[name]["reason"] == BAD_FILES[name][0]
     assert rejects[name]["detail"]
+
+
+def test_file_over_the_size_limit_is_rejected_unread_with_its_size(first_run):
+    root, _ = first_run
+    row = next(row for row in _read_partition(root, "rejects", dataset="messy")
+               if row["path"].endswith("/huge.tif"))
+    assert (row["reason"], row["size_bytes"]) == ("file_too_large", HUGE_BYTES)
+    assert "--max-file-bytes" in row["detail"]
 
 
 def test_counts_reconcile_files_seen_with_accepted_rejected_and_duplicates(first_run):
@@ -310,6 +325,29 @@ def test_file_name_with_a_colon_fails_before_any_spark_work_naming_it(tmp_path, 
     assert str(folder / "12:30.png") in result.last_error_line
     assert "rename the file" in result.last_error_line
     assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
+def test_root_inside_the_input_folder_fails_before_any_spark_work(tmp_path, job):
+    folder = tmp_path / "images" / "shoes"
+    folder.mkdir(parents=True)
+    (folder / "one.png").write_bytes(_png(32, 32))
+    root = tmp_path / "images" / "outputs"
+    result = job("preprocess", "--root", root, "--input", tmp_path / "images")
+    assert result.code == 2
+    assert (f"--root {root.as_uri()} is inside --input {tmp_path / 'images'}"
+            in result.last_error_line)
+    assert not (root / "_local" / "metastore_db").exists()
+
+
+@pytest.mark.parametrize("root, inside", [
+    ("hdfs://nn:8020/data/images/out", True),   # the same cluster by another protocol
+    ("webhdfs://nn:9870/data/images", True),
+    ("hdfs://nn:8020/data/images-out", False),  # a sibling sharing the name's start
+    ("hdfs://other:8020/data/images/out", False),
+    ("file:///data/images/out", False),
+])
+def test_root_is_inside_a_remote_input_by_host_and_path(root, inside):
+    assert preprocessing._within(root, "webhdfs://nn:9870/data/images/") is inside
 
 
 def test_folder_of_files_that_are_not_images_fails_before_any_spark_work(tmp_path, job):

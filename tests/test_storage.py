@@ -124,6 +124,14 @@ def test_read_head_returns_only_the_first_bytes(base):
     assert store.read_head(uri, 500) == bytes(range(100))
 
 
+def test_size_is_the_byte_count_and_none_for_a_missing_file(base):
+    store = storage.open_storage(base)
+    uri = storage.join(base, "sized.bin")
+    store.write_bytes(uri, bytes(100))
+    assert store.size(uri) == 100
+    assert store.size(storage.join(base, "missing.bin")) is None
+
+
 def test_transient_server_errors_are_retried_until_the_write_succeeds(hdfs):
     base = hdfs.webhdfs_uri("/retry")
     hdfs.inject(op="CREATE", fail_status=503, times=2)
