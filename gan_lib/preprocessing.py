@@ -155,33 +155,79 @@ def _check_local_tree(input_uri: str) -> None:
         raise ConfigError(f"--input {input_uri} holds {problems['special']}, which is not a "
                           "regular file (a named pipe, socket or device); reading it would block "
                           "or never end: remove it")
+    if "dangling" in problems:
+        raise ConfigError(f"--input {input_uri} holds {problems['dangling']}, a symbolic link to "
+                          "a file that does not exist; Hadoop's listing leaves it out, so it "
+                          "would not be counted: restore its target or remove the link")
+    if "encoding" in problems:
+        shown = os.fsencode(problems["encoding"]).decode("utf-8", "backslashreplace")
+        raise ConfigError(f"--input {input_uri} holds {shown}, whose name is not valid UTF-8; "
+                          "Hadoop's listing leaves it out, so it would not be counted: rename "
+                          "it")
+
+
+_TREE_PROBLEMS = ("loop", "colon", "special", "dangling", "encoding")
 
 
 def _local_tree_problems(folder: str) -> dict:
-    """In one walk of ``folder``, the first of each: a symbolic link that points to a folder
-    containing itself (``loop``), a file or folder whose name holds a ':' (``colon``), and an
-    entry that is neither a folder nor a regular file (``special``)."""
+    """In one walk of ``folder``, the first of each: a symbolic link that leads back to a
+    folder on the path walked to it (``loop``), a file or folder whose name holds a ':' (``colon``), an
+    entry that is neither a folder nor a regular file (``special``), a symbolic link to
+    nothing (``dangling``) and a name that is not valid UTF-8 (``encoding``). Hadoop's local
+    listing leaves the last two out without a word, so they would be neither read nor
+    counted."""
     found = {}
-    for parent, names, files in os.walk(folder):
-        names[:] = sorted(n for n in names if not n.startswith(storage.HIDDEN_PREFIXES))
+    folder = os.path.normpath(folder)
+    # Followed through symbolic links, as Hadoop's listing is; each folder walked into is
+    # kept with its real path, to tell a link that leads back up the path walked (a loop,
+    # over any number of links) from one that leads elsewhere.
+    real_of = {folder: os.path.realpath(folder)}
+    for parent, names, files in os.walk(folder, followlinks=True):
         files = sorted(n for n in files if not n.startswith(storage.HIDDEN_PREFIXES))
-        for name in names:
-            link = os.path.join(parent, name)
-            if "loop" not in found and os.path.islink(link):
-                target = os.path.realpath(link)
-                if os.path.commonpath([target, os.path.realpath(parent)]) == target:
-                    found["loop"] = link
+        walked = [real_of[ancestor] for ancestor in _up_to(parent, folder)]
+        kept = []
+        for name in sorted(n for n in names if not n.startswith(storage.HIDDEN_PREFIXES)):
+            path = os.path.join(parent, name)
+            real = os.path.realpath(path)
+            if os.path.islink(path) and any(os.path.commonpath([real, step]) == real
+                                            for step in walked):
+                found.setdefault("loop", path)  # not walked into
+                continue
+            real_of[path] = real
+            kept.append(name)
+        names[:] = kept
         for name in sorted(names + files):
             if "colon" not in found and ":" in name:
                 found["colon"] = os.path.join(parent, name)
-        if "special" not in found:
-            paths = (os.path.join(parent, name) for name in files)
-            special = next((path for path in paths if _not_a_regular_file(path)), None)
-            if special:
-                found["special"] = special
-        if len(found) == 3:
+            if "encoding" not in found and not _valid_utf8(name):
+                found["encoding"] = os.path.join(parent, name)
+        for path in (os.path.join(parent, name) for name in files):
+            if "special" not in found and _not_a_regular_file(path):
+                found["special"] = path
+            if "dangling" not in found and os.path.islink(path) and not os.path.exists(path):
+                found["dangling"] = path
+        if len(found) == len(_TREE_PROBLEMS):
             break
     return found
+
+
+def _up_to(path: str, top: str):
+    """``path`` and the folders above it, up to and including ``top``."""
+    while True:
+        yield path
+        if path == top or os.path.dirname(path) == path:
+            return
+        path = os.path.dirname(path)
+
+
+def _valid_utf8(name: str) -> bool:
+    """Whether a name from the file system decodes as UTF-8 (Python keeps bytes that do not
+    as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _not_a_regular_file(path: str) -> bool:

@@ -350,6 +350,58 @@ def test_root_is_inside_a_remote_input_by_host_and_path(root, inside):
     assert preprocessing._within(root, "webhdfs://nn:9870/data/images/") is inside
 
 
+def test_loop_of_two_symlinks_fails_before_any_spark_work_naming_one(tmp_path, job):
+    (tmp_path / "images" / "a").mkdir(parents=True)
+    (tmp_path / "images" / "b").mkdir()
+    (tmp_path / "images" / "a" / "one.png").write_bytes(_png(32, 32))
+    (tmp_path / "images" / "a" / "to-b").symlink_to("../b")
+    (tmp_path / "images" / "b" / "to-a").symlink_to("../a")
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
+    assert result.code == 2
+    assert "symbolic link loop" in result.last_error_line
+    assert "to-a points to a folder" in result.last_error_line
+    assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
+def test_named_pipe_behind_a_symlinked_folder_fails_before_any_spark_work(tmp_path, job):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.mkfifo(elsewhere / "pipe.png")
+    folder = tmp_path / "images" / "shoes"
+    folder.mkdir(parents=True)
+    (folder / "one.png").write_bytes(_png(32, 32))
+    (folder / "more").symlink_to(elsewhere)
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images",
+                 timeout=120)
+    assert result.code == 2
+    assert f"{folder / 'more' / 'pipe.png'}, which is not a regular file" in \
+        result.last_error_line
+
+
+def test_dangling_symlink_in_the_input_fails_before_any_spark_work_naming_it(tmp_path, job):
+    folder = tmp_path / "images" / "shoes"
+    folder.mkdir(parents=True)
+    (folder / "one.png").write_bytes(_png(32, 32))
+    (folder / "gone.png").symlink_to(tmp_path / "deleted.png")
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
+    assert result.code == 2
+    assert f"{folder / 'gone.png'}, a symbolic link to a file that does not exist" in \
+        result.last_error_line
+    assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
+def test_name_that_is_not_utf8_fails_before_any_spark_work_naming_it(tmp_path, job):
+    folder = tmp_path / "images" / "shoes"
+    folder.mkdir(parents=True)
+    (folder / "one.png").write_bytes(_png(32, 32))
+    with open(os.fsencode(folder) + b"/caf\xe9.png", "wb") as handle:  # Latin-1, not UTF-8
+        handle.write(_png(32, 32))
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
+    assert result.code == 2
+    assert f"{folder}/caf\\xe9.png, whose name is not valid UTF-8" in result.last_error_line
+    assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
 def test_folder_of_files_that_are_not_images_fails_before_any_spark_work(tmp_path, job):
     folder = tmp_path / "documents"
     folder.mkdir()
