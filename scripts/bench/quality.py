@@ -2,11 +2,13 @@
 
 Each recipe trains in its own process on the 60,000 Fashion-MNIST training images until the
 process has used ``--cpu-seconds`` of CPU time (all threads counted), then draws 10,000
-samples. The reference classifier (trained here on the training split, or given with
+samples. The two processes run side by side, each with ``--threads`` TensorFlow threads
+(1 by default, as each of the training job's one-core workers runs) and pinned to its own
+core when there are as many cores as processes. The reference classifier (trained here on the training split, or given with
 ``--classifier``) scores both sample sets and the 10,000 real test images: Frechet distance
 on its features, classifier score beside the real split's.
 
-    python scripts/bench/quality.py [--cpu-seconds 600] [--classifier HANDLE]
+    python scripts/bench/quality.py [--cpu-seconds 600] [--classifier HANDLE] [--threads 1]
 """
 
 import argparse
@@ -76,10 +78,6 @@ def finish_training(process, name: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def train_recipe(recipe: str, cpu_seconds: float, out: Path) -> dict:
-    return finish_training(start_training(recipe, cpu_seconds, out), recipe)
-
-
 class Scorer:
     """The reference classifier's view of sample sets against the real test split."""
 
@@ -112,17 +110,33 @@ def reference_classifier(handle: str | None, folder: Path) -> str:
     return destination
 
 
+def threads_used(threads: int) -> str:
+    if threads == 0:
+        return "with TensorFlow's default threads"
+    if threads == 1:
+        return "with one TensorFlow thread on its own core"
+    return f"with {threads} TensorFlow threads"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-seconds", type=float, default=600)
     parser.add_argument("--classifier", default=None, help="classifier handle to score with")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="TensorFlow threads per training process (0: TensorFlow's default)")
     args = parser.parse_args()
+    recipes = ("dcgan", "tutorial")
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = cores if args.threads == 1 and len(cores) >= len(recipes) else [None] * len(recipes)
     with tempfile.TemporaryDirectory(prefix="quality-") as scratch:
         scratch = Path(scratch)
         handle = reference_classifier(args.classifier, scratch)
+        started = {recipe: start_training(recipe, args.cpu_seconds, scratch / f"{recipe}.npy",
+                                          threads=args.threads, core=core)
+                   for recipe, core in zip(recipes, pinned)}
         runs = {}
-        for recipe in ("dcgan", "tutorial"):
-            runs[recipe] = train_recipe(recipe, args.cpu_seconds, scratch / f"{recipe}.npy")
+        for recipe, process in started.items():
+            runs[recipe] = finish_training(process, recipe)
             print(recipe, runs[recipe], flush=True)
         scorer = Scorer(handle)
         scores = {recipe: scorer.score(np.load(scratch / f"{recipe}.npy")) for recipe in runs}
@@ -132,9 +146,10 @@ def main():
     lines = [
         "## Quality for the same compute: default recipe against the TF tutorial's",
         "",
-        f"Command: `{command_line()}` ({machine()}). Each recipe trained in one process until "
-        f"it had used {args.cpu_seconds:.0f} CPU-seconds (all threads), then drew 10,000 "
-        "samples; the reference classifier scored them against the 10,000 real test images.",
+        f"Command: `{command_line()}` ({machine()}). Each recipe trained in its own process, "
+        f"{threads_used(args.threads)}, the two side by side, until it had used "
+        f"{args.cpu_seconds:.0f} CPU-seconds (all threads), then drew 10,000 samples; the "
+        "reference classifier scored them against the 10,000 real test images.",
         "",
         "| recipe | steps | images seen | Frechet distance | classifier score "
         "| share of real score |",

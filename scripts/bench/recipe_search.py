@@ -1,13 +1,14 @@
 """Recipe search: variants of the default DCGAN recipe for the same CPU budget.
 
-Each variant (the default recipe with a network width and a batch size) trains in its own
+Each variant (the default recipe with a network width, a batch size and, when given, a
+learning rate for both networks' Adam) trains in its own
 single-threaded process pinned to one core, two at a time on a 2-core machine, until it has
 used ``--cpu-seconds`` of CPU time; then it draws 10,000 samples that the reference
 classifier scores against the real test split, as in ``quality.py``. One thread per process
 measures what each variant learns per CPU-second without thread overheads.
 
     python scripts/bench/recipe_search.py --classifier HANDLE [--cpu-seconds 600]
-        [--variants 64x64,32x64,16x64,32x32]   (width x batch)
+        [--variants 64x64,32x64,16x64,32x32]   (width x batch[@learning rate])
 """
 
 import argparse
@@ -22,9 +23,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, machine, write_section  # noqa: E402
 from quality import Scorer, finish_training, reference_classifier, start_training  # noqa: E402
 
+from gan_lib import models  # noqa: E402
 
-def parse_variants(text: str) -> list[tuple[int, int]]:
-    return [tuple(int(part) for part in item.split("x")) for item in text.split(",")]
+
+def parse_variants(text: str) -> list[dict]:
+    """``32x64,32x64@1e-3`` -> the Recipe fields each variant changes."""
+    variants = []
+    for item in text.split(","):
+        shape, _, rate = item.partition("@")
+        width, batch = (int(part) for part in shape.split("x"))
+        variants.append({"width": width, "batch_size": batch,
+                         **({"learning_rate": float(rate)} if rate else {})})
+    return variants
+
+
+def variant_name(changes: dict) -> str:
+    name = f"{changes['width']}x{changes['batch_size']}"
+    return f"{name}@{changes['learning_rate']:g}" if "learning_rate" in changes else name
 
 
 def main():
@@ -43,24 +58,27 @@ def main():
         runs = {}
         for first in range(0, len(args.variants), len(cores)):
             started = {}
-            for core, (width, batch) in zip(cores, args.variants[first:first + len(cores)]):
-                name = f"{width}x{batch}"
+            for core, changes in zip(cores, args.variants[first:first + len(cores)]):
+                name = variant_name(changes)
                 started[name] = start_training(
-                    "dcgan", args.cpu_seconds, scratch / f"{name}.npy",
-                    {"width": width, "batch_size": batch}, threads=1, core=core)
+                    "dcgan", args.cpu_seconds, scratch / f"{name}.npy", changes, threads=1,
+                    core=core)
             for name, process in started.items():
                 runs[name] = finish_training(process, name)
                 print(name, runs[name], flush=True)
         scorer = Scorer(handle)
-        for width, batch in args.variants:
-            name = f"{width}x{batch}"
+        default_rate = models.RECIPES["dcgan"].learning_rate
+        for changes in args.variants:
+            name = variant_name(changes)
             scores = scorer.score(np.load(scratch / f"{name}.npy"))
-            rows.append(f"| {width} | {batch} | {runs[name]['steps']:,} | "
+            rate = changes.get("learning_rate", default_rate)
+            rows.append(f"| {changes['width']} | {changes['batch_size']} | {rate:g} | "
+                        f"{runs[name]['steps']:,} | "
                         f"{runs[name]['images_seen']:,} | {scores['frechet']:.2f} | "
                         f"{scores['score']:.2f} |")
 
     lines = [
-        "## Recipe search: width and batch of the default recipe for the same CPU budget",
+        "## Recipe search: variants of the default recipe for the same CPU budget",
         "",
         f"Command: `{command_line()}` ({machine()}). Each variant trained in one "
         f"single-threaded process pinned to a core until it had used {args.cpu_seconds:.0f} "
@@ -68,8 +86,9 @@ def main():
         f"the 10,000 real test images (classifier score {scorer.real_score:.2f}). One run "
         "per variant.",
         "",
-        "| width | batch | steps | images seen | Frechet distance | classifier score |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| width | batch | learning rate | steps | images seen | Frechet distance "
+        "| classifier score |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
         *rows,
     ]
     write_section("recipe_search", "\n".join(lines))
