@@ -196,7 +196,7 @@ def test_damaged_files_are_either_decoded_or_rejected_never_crash(image_format):
 
 def test_rejection_reasons_are_all_explained():
     reasons = {"empty", "not_an_image", "truncated", "corrupt", "too_large", "too_small",
-               "unsupported_mode", "outside_input", "not_read"}
+               "unsupported_mode", "outside_input", "file_too_large", "not_read"}
 
     assert set(REJECT_REASONS) == reasons
     assert all(REJECT_REASONS[reason] for reason in reasons)
