@@ -60,6 +60,11 @@ class PreprocessOptions:
 
     def __post_init__(self):
         validate_name(self.dataset, "--dataset")
+        for name in ("image_size", "channels", "max_pixels", "min_size", "test_percent",
+                     "max_file_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"--{name.replace('_', '-')} {value!r} must be a whole number")
         if self.channels not in (1, 3):
             raise ConfigError(f"--channels {self.channels} is not supported; use 1 (grayscale) "
                               "or 3 (RGB)")
@@ -83,6 +88,10 @@ IMAGE_PROBE_FILES = 200
 
 def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
     """Fail in one line, before any Spark work, on what would waste a cluster's time."""
+    if not _valid_utf8(options.input_uri):
+        shown = os.fsencode(options.input_uri).decode("utf-8", "backslashreplace")
+        raise ConfigError(f"--input {shown} is not valid UTF-8; Spark cannot take such a path: "
+                          "rename the folder")
     store = storage.open_storage(options.input_uri, settings)
     if not store.exists(options.input_uri):
         raise ConfigError(f"--input {options.input_uri} does not exist")
@@ -95,7 +104,7 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
                           "root outside the input folder")
     if _is_local(options.input_uri):
         # Before the probe below opens any file: a named pipe would block it.
-        _check_local_tree(options.input_uri)
+        _check_local_tree(options.input_uri, settings.root)
     sample = store.files(options.input_uri, limit=IMAGE_PROBE_FILES)
     if not sample:
         raise ConfigError(f"--input {options.input_uri} holds no files")
@@ -119,7 +128,8 @@ def absolute_input(input_uri: str) -> str:
     will print its files' paths; URIs are kept as they are."""
     if urlsplit(input_uri).scheme and "://" in input_uri or input_uri.startswith("file:"):
         return input_uri
-    return os.path.normpath(os.path.abspath(os.path.expanduser(input_uri)))
+    path = os.path.normpath(os.path.abspath(os.path.expanduser(input_uri)))
+    return "/" + path.lstrip("/")  # POSIX keeps a leading '//', which Hadoop takes for a host
 
 
 def _within(uri: str, folder_uri: str) -> bool:
@@ -141,8 +151,13 @@ def _is_local(input_uri: str) -> bool:
     return input_uri.startswith("file:") or not urlsplit(input_uri).scheme
 
 
-def _check_local_tree(input_uri: str) -> None:
-    problems = _local_tree_problems(str(storage.local_path(input_uri)))
+def _check_local_tree(input_uri: str, root_uri: str) -> None:
+    root = os.path.realpath(storage.local_path(root_uri)) if _is_local(root_uri) else None
+    problems = _local_tree_problems(str(storage.local_path(input_uri)), root)
+    if "root" in problems:
+        raise ConfigError(f"--input {input_uri} holds {problems['root']}, a symbolic link into "
+                          f"--root {root_uri}: the job's own outputs would be read as images; "
+                          "remove the link or put the root elsewhere")
     if "loop" in problems:
         raise ConfigError(f"--input {input_uri} holds a symbolic link loop: {problems['loop']} "
                           "points to a folder that contains it, so the listing would never end; "
@@ -157,8 +172,9 @@ def _check_local_tree(input_uri: str) -> None:
                           "or never end: remove it")
     if "dangling" in problems:
         raise ConfigError(f"--input {input_uri} holds {problems['dangling']}, a symbolic link to "
-                          "a file that does not exist; Hadoop's listing leaves it out, so it "
-                          "would not be counted: restore its target or remove the link")
+                          "nothing (a missing file, a loop of links or a path through a file); "
+                          "Hadoop's listing leaves it out, so it would not be counted: restore "
+                          "its target or remove the link")
     if "encoding" in problems:
         shown = os.fsencode(problems["encoding"]).decode("utf-8", "backslashreplace")
         raise ConfigError(f"--input {input_uri} holds {shown}, whose name is not valid UTF-8; "
@@ -166,16 +182,17 @@ def _check_local_tree(input_uri: str) -> None:
                           "it")
 
 
-_TREE_PROBLEMS = ("loop", "colon", "special", "dangling", "encoding")
+_TREE_PROBLEMS = ("loop", "colon", "special", "dangling", "encoding", "root")
 
 
-def _local_tree_problems(folder: str) -> dict:
+def _local_tree_problems(folder: str, root: str | None = None) -> dict:
     """In one walk of ``folder``, the first of each: a symbolic link that leads back to a
     folder on the path walked to it (``loop``), a file or folder whose name holds a ':' (``colon``), an
     entry that is neither a folder nor a regular file (``special``), a symbolic link to
-    nothing (``dangling``) and a name that is not valid UTF-8 (``encoding``). Hadoop's local
-    listing leaves the last two out without a word, so they would be neither read nor
-    counted."""
+    nothing (``dangling``), a name that is not valid UTF-8 (``encoding``), and a folder
+    link into the local ``root`` (``root``: the job's outputs would be read as input).
+    Hadoop's local listing leaves dangling links and such names out without a word, so they
+    would be neither read nor counted."""
     found = {}
     folder = os.path.normpath(folder)
     # Followed through symbolic links, as Hadoop's listing is; each folder walked into is
@@ -183,15 +200,18 @@ def _local_tree_problems(folder: str) -> dict:
     # over any number of links) from one that leads elsewhere.
     real_of = {folder: os.path.realpath(folder)}
     for parent, names, files in os.walk(folder, followlinks=True):
-        files = sorted(n for n in files if not n.startswith(storage.HIDDEN_PREFIXES))
+        files = sorted(n for n in files if not storage.skipped_by_listing(n))
         walked = [real_of[ancestor] for ancestor in _up_to(parent, folder)]
         kept = []
-        for name in sorted(n for n in names if not n.startswith(storage.HIDDEN_PREFIXES)):
+        for name in sorted(n for n in names if not storage.skipped_by_listing(n)):
             path = os.path.join(parent, name)
             real = os.path.realpath(path)
             if os.path.islink(path) and any(os.path.commonpath([real, step]) == real
                                             for step in walked):
                 found.setdefault("loop", path)  # not walked into
+                continue
+            if root and os.path.commonpath([real, root]) == root:
+                found.setdefault("root", path)
                 continue
             real_of[path] = real
             kept.append(name)
@@ -204,7 +224,7 @@ def _local_tree_problems(folder: str) -> dict:
         for path in (os.path.join(parent, name) for name in files):
             if "special" not in found and _not_a_regular_file(path):
                 found["special"] = path
-            if "dangling" not in found and os.path.islink(path) and not os.path.exists(path):
+            if "dangling" not in found and os.path.islink(path) and _broken(path):
                 found["dangling"] = path
         if len(found) == len(_TREE_PROBLEMS):
             break
@@ -230,11 +250,21 @@ def _valid_utf8(name: str) -> bool:
         return False
 
 
+def _broken(link: str) -> bool:
+    """Whether a symbolic link leads to nothing: a missing target, a loop of links, or a path
+    through a file."""
+    try:
+        os.stat(link)
+        return False
+    except OSError:
+        return True
+
+
 def _not_a_regular_file(path: str) -> bool:
-    """A named pipe, socket or device (a dangling symbolic link is none of these)."""
+    """A named pipe, socket or device (a broken symbolic link is none of these)."""
     try:
         return not stat.S_ISREG(os.stat(path).st_mode)
-    except FileNotFoundError:
+    except OSError:
         return False
 
 
@@ -291,7 +321,7 @@ def _decode_one(path, content, input_uri, input_folder, decode, test_percent) ->
     if _links_outside(path, input_folder):
         row.update(status="rejected", reason="outside_input", detected_format=None,
                    detail="a symbolic link in the input folder points to a file outside it, "
-                          "which is not read; copy the file in, or give the folder it lives in "
+                          "which is not decoded; copy the file in, or give the folder it lives in "
                           "as --input")
         return row
     try:

@@ -75,8 +75,15 @@ def open_storage(uri: str, settings=None) -> "Storage":
     raise ConfigError(f"no storage for {redact_url(uri)!r}; use file://, hdfs:// or webhdfs://")
 
 
-# Names that Hadoop's file listings (and so Spark's file sources) leave out.
-HIDDEN_PREFIXES = (".", "_")
+def skipped_by_listing(name: str) -> bool:
+    """Whether Spark's file listing leaves a file or folder name out: names starting with '.',
+    names starting with '_' that hold no '=' (partition folders such as ``_part=1`` are
+    kept), and files being copied in (ending in ``._COPYING_``); ``_metadata`` and
+    ``_common_metadata`` names are kept (and then not read)."""
+    if name.startswith(("_metadata", "_common_metadata")):
+        return False
+    return (name.startswith(".") or (name.startswith("_") and "=" not in name)
+            or name.endswith("._COPYING_"))
 
 
 def check_root(settings, create: bool) -> None:
@@ -128,7 +135,7 @@ class Storage:
 
     def files(self, uri: str, limit: int) -> "list[str]":
         """URIs of up to ``limit`` files below the folder ``uri``, depth first, leaving out
-        names that Hadoop's file listings leave out (starting with '.' or '_')."""
+        names that Spark's file listing leaves out (``skipped_by_listing``)."""
         raise NotImplementedError
 
     def read_bytes(self, uri: str) -> bytes:
@@ -221,8 +228,8 @@ class LocalStorage(Storage):
     def files(self, uri, limit):
         found = []
         for folder, folders, names in os.walk(local_path(uri)):
-            folders[:] = sorted(n for n in folders if not n.startswith(HIDDEN_PREFIXES))
-            for name in sorted(n for n in names if not n.startswith(HIDDEN_PREFIXES)):
+            folders[:] = sorted(n for n in folders if not skipped_by_listing(n))
+            for name in sorted(n for n in names if not skipped_by_listing(n)):
                 if len(found) >= limit:
                     return found
                 found.append("file://" + str(Path(folder, name)))
@@ -390,8 +397,8 @@ class WebHdfsStorage(Storage):
     def files(self, uri, limit):
         found = []
         for folder, folders, names in self.client.walk(self._path(uri), allow_dir_changes=True):
-            folders[:] = sorted(n for n in folders if not n.startswith(HIDDEN_PREFIXES))
-            for name in sorted(n for n in names if not n.startswith(HIDDEN_PREFIXES)):
+            folders[:] = sorted(n for n in folders if not skipped_by_listing(n))
+            for name in sorted(n for n in names if not skipped_by_listing(n)):
                 if len(found) >= limit:
                     return found
                 found.append(self._uri(posixpath.join(folder, name)))

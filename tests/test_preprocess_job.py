@@ -13,6 +13,7 @@ from PIL import Image
 
 from conftest import REPO
 from gan_lib import datasets, preprocessing
+from gan_lib.config import ConfigError
 
 BAD_FILES = {
     "zero-byte.png": ("empty", lambda: b""),
@@ -378,6 +379,48 @@ def test_named_pipe_behind_a_symlinked_folder_fails_before_any_spark_work(tmp_pa
         result.last_error_line
 
 
+def test_link_into_the_root_from_the_input_fails_before_any_spark_work(tmp_path, job):
+    folder = tmp_path / "images" / "shoes"
+    folder.mkdir(parents=True)
+    (folder / "one.png").write_bytes(_png(32, 32))
+    (tmp_path / "root").mkdir()
+    (folder / "outputs").symlink_to(tmp_path / "root")
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
+    assert result.code == 2
+    assert f"{folder / 'outputs'}, a symbolic link into --root" in result.last_error_line
+
+
+@pytest.mark.parametrize("target", ["self.png", "one.png/inner"])
+def test_link_to_itself_or_through_a_file_is_refused_in_one_line(tmp_path, job, target):
+    folder = tmp_path / "images" / "shoes"
+    folder.mkdir(parents=True)
+    (folder / "one.png").write_bytes(_png(32, 32))
+    (folder / "self.png").symlink_to(target)
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
+    assert result.code == 2
+    assert f"{folder / 'self.png'}, a symbolic link to nothing" in result.last_error_line
+
+
+def test_input_path_that_is_not_utf8_fails_before_any_spark_work(tmp_path, job):
+    folder = os.fsencode(tmp_path) + b"/caf\xe9"
+    os.makedirs(folder + b"/shoes")
+    with open(folder + b"/shoes/one.png", "wb") as handle:
+        handle.write(_png(32, 32))
+    result = job("preprocess", "--root", tmp_path / "root", "--input", os.fsdecode(folder))
+    assert result.code == 2
+    assert "caf\\xe9 is not valid UTF-8" in result.last_error_line
+
+
+def test_folders_spark_reads_despite_a_leading_underscore_are_checked_too(tmp_path, job):
+    folder = tmp_path / "images" / "_part=1"
+    folder.mkdir(parents=True)
+    (folder / "one.png").write_bytes(_png(32, 32))
+    (folder / "gone.png").symlink_to(tmp_path / "deleted.png")
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
+    assert result.code == 2
+    assert str(folder / "gone.png") in result.last_error_line
+
+
 def test_dangling_symlink_in_the_input_fails_before_any_spark_work_naming_it(tmp_path, job):
     folder = tmp_path / "images" / "shoes"
     folder.mkdir(parents=True)
@@ -385,7 +428,7 @@ def test_dangling_symlink_in_the_input_fails_before_any_spark_work_naming_it(tmp
     (folder / "gone.png").symlink_to(tmp_path / "deleted.png")
     result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
     assert result.code == 2
-    assert f"{folder / 'gone.png'}, a symbolic link to a file that does not exist" in \
+    assert f"{folder / 'gone.png'}, a symbolic link to nothing" in \
         result.last_error_line
     assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
 
@@ -437,3 +480,13 @@ def test_a_run_that_fails_after_decoding_leaves_no_staging_folder(tmp_path, job)
     assert result.code == 1
     assert "decoded; writing the dataset x" in result.stderr
     assert list((root / "runs").glob("*/staging")) == []
+
+
+@pytest.mark.parametrize("value", [True, 500.5, [1], "500"])
+def test_options_that_are_not_whole_numbers_are_a_configuration_error(value):
+    with pytest.raises(ConfigError, match="--max-file-bytes .* must be a whole number"):
+        preprocessing.PreprocessOptions(input_uri="/in", dataset="d", max_file_bytes=value)
+
+
+def test_input_path_with_a_leading_double_slash_is_made_plain():
+    assert preprocessing.absolute_input("//tmp//images/") == "/tmp/images"
