@@ -210,7 +210,7 @@ def _local_tree_problems(folder: str, root: str | None = None) -> dict:
                                             for step in walked):
                 found.setdefault("loop", path)  # not walked into
                 continue
-            if root and os.path.commonpath([real, root]) == root:
+            if root and os.path.islink(path) and _leads_into(real, root, real_of[folder]):
                 found.setdefault("root", path)
                 continue
             real_of[path] = real
@@ -229,6 +229,14 @@ def _local_tree_problems(folder: str, root: str | None = None) -> dict:
         if len(found) == len(_TREE_PROBLEMS):
             break
     return found
+
+
+def _leads_into(target: str, root: str, input_folder: str) -> bool:
+    """Whether a linked folder (its real path ``target``) holds the root or lies in it,
+    outside the input folder (the usual layout keeps the input inside the root)."""
+    def below(path, folder):
+        return os.path.commonpath([path, folder]) == folder
+    return not below(target, input_folder) and (below(target, root) or below(root, target))
 
 
 def _up_to(path: str, top: str):

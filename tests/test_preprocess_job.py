@@ -390,6 +390,16 @@ def test_link_into_the_root_from_the_input_fails_before_any_spark_work(tmp_path,
     assert f"{folder / 'outputs'}, a symbolic link into --root" in result.last_error_line
 
 
+def test_input_inside_the_root_with_a_link_to_a_folder_inside_the_input_runs(tmp_path, job):
+    folder = tmp_path / "root" / "raw" / "shoes" / "store"
+    _real_image_folder(folder, 3)
+    (tmp_path / "root" / "raw" / "shoes" / "linked").symlink_to("store")
+    result = job("preprocess", "--root", tmp_path / "root", "--input",
+                 tmp_path / "root" / "raw", "--dataset", "inside", "--test-percent", "0")
+    assert result.code == 0, result.stderr[-2000:]
+    assert result.summary["counts"]["files_seen"] == 6
+
+
 @pytest.mark.parametrize("target", ["self.png", "one.png/inner"])
 def test_link_to_itself_or_through_a_file_is_refused_in_one_line(tmp_path, job, target):
     folder = tmp_path / "images" / "shoes"

@@ -108,8 +108,11 @@ def test_xla_compiled_steps_train_as_tensorflows_own_kernels_do():
     results = {}
     for xla in (True, False):
         tf.random.set_seed(7)
+        # Adam moves a weight whose gradient is near zero by about the whole learning rate,
+        # either way, so rounding can flip such a step; a small fixed rate keeps those
+        # weights within the tolerance whatever the recipe's rate is.
         options = training.TrainOptions(run_id="u", run_uri="file:///tmp/u", dataset="u",
-                                        settings=None, batch_size=16,
+                                        settings=None, batch_size=16, learning_rate=2e-4,
                                         latent_dim=8, xla=xla)
         trainer = training.GanTrainer(tf.distribute.MultiWorkerMirroredStrategy(), options,
                                       (28, 28, 1), models.RECIPES["dcgan"])
