@@ -187,10 +187,11 @@ _TREE_PROBLEMS = ("loop", "colon", "special", "dangling", "encoding", "root")
 
 def _local_tree_problems(folder: str, root: str | None = None) -> dict:
     """In one walk of ``folder``, the first of each: a symbolic link that leads back to a
-    folder on the path walked to it (``loop``), a file or folder whose name holds a ':' (``colon``), an
-    entry that is neither a folder nor a regular file (``special``), a symbolic link to
-    nothing (``dangling``), a name that is not valid UTF-8 (``encoding``), and a folder
-    link into the local ``root`` (``root``: the job's outputs would be read as input).
+    folder on the path walked to it (``loop``), a file or folder whose name holds a ':'
+    (``colon``), an entry that is neither a folder nor a regular file (``special``), a
+    symbolic link to nothing (``dangling``), a name that is not valid UTF-8 (``encoding``),
+    and a folder link out of the input into the local ``root`` (``root``: the job's outputs
+    would be read as input).
     Hadoop's local listing leaves dangling links and such names out without a word, so they
     would be neither read nor counted."""
     found = {}

@@ -4,9 +4,10 @@ Each recipe trains in its own process on the 60,000 Fashion-MNIST training image
 process has used ``--cpu-seconds`` of CPU time (all threads counted), then draws 10,000
 samples. The two processes run side by side, each with ``--threads`` TensorFlow threads
 (1 by default, as each of the training job's one-core workers runs) and pinned to its own
-core when there are as many cores as processes. The reference classifier (trained here on the training split, or given with
-``--classifier``) scores both sample sets and the 10,000 real test images: Frechet distance
-on its features, classifier score beside the real split's.
+core when there are as many cores as processes. The reference classifier (trained here on
+the training split, or given with ``--classifier``) scores both sample sets and the 10,000
+real test images: Frechet distance on its features, classifier score beside the real
+split's.
 
     python scripts/bench/quality.py [--cpu-seconds 600] [--classifier HANDLE] [--threads 1]
 """
