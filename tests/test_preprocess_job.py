@@ -288,15 +288,20 @@ def test_folder_without_files_fails_before_any_spark_work(tmp_path, job):
 
 
 def test_symlink_loop_in_the_input_fails_before_any_spark_work(tmp_path, job):
-    folder = tmp_path / "images" / "shoes"
-    folder.mkdir(parents=True)
-    (folder / "one.png").write_bytes(_png(32, 32))
+    folder = _one_image_folder(tmp_path / "images" / "shoes")
     (folder / "loop").symlink_to("..")
     result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
     assert result.code == 2
     assert "symbolic link loop" in result.last_error_line
     assert str(folder / "loop") in result.last_error_line
     assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
+def _one_image_folder(folder):
+    """A new ``folder`` holding one small image, one.png; returns the folder."""
+    folder.mkdir(parents=True)
+    (folder / "one.png").write_bytes(_png(32, 32))
+    return folder
 
 
 def _real_image_folder(folder, count):
@@ -317,9 +322,7 @@ def test_input_path_with_url_characters_and_doubled_slashes_is_read_as_written(t
 
 
 def test_file_name_with_a_colon_fails_before_any_spark_work_naming_it(tmp_path, job):
-    folder = tmp_path / "images" / "shoes"
-    folder.mkdir(parents=True)
-    (folder / "one.png").write_bytes(_png(32, 32))
+    folder = _one_image_folder(tmp_path / "images" / "shoes")
     (folder / "12:30.png").write_bytes(_png(32, 32))
     result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
     assert result.code == 2
@@ -329,9 +332,7 @@ def test_file_name_with_a_colon_fails_before_any_spark_work_naming_it(tmp_path, 
 
 
 def test_root_inside_the_input_folder_fails_before_any_spark_work(tmp_path, job):
-    folder = tmp_path / "images" / "shoes"
-    folder.mkdir(parents=True)
-    (folder / "one.png").write_bytes(_png(32, 32))
+    folder = _one_image_folder(tmp_path / "images" / "shoes")
     root = tmp_path / "images" / "outputs"
     result = job("preprocess", "--root", root, "--input", tmp_path / "images")
     assert result.code == 2
@@ -368,9 +369,7 @@ def test_named_pipe_behind_a_symlinked_folder_fails_before_any_spark_work(tmp_pa
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     os.mkfifo(elsewhere / "pipe.png")
-    folder = tmp_path / "images" / "shoes"
-    folder.mkdir(parents=True)
-    (folder / "one.png").write_bytes(_png(32, 32))
+    folder = _one_image_folder(tmp_path / "images" / "shoes")
     (folder / "more").symlink_to(elsewhere)
     result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images",
                  timeout=120)
@@ -380,9 +379,7 @@ def test_named_pipe_behind_a_symlinked_folder_fails_before_any_spark_work(tmp_pa
 
 
 def test_link_into_the_root_from_the_input_fails_before_any_spark_work(tmp_path, job):
-    folder = tmp_path / "images" / "shoes"
-    folder.mkdir(parents=True)
-    (folder / "one.png").write_bytes(_png(32, 32))
+    folder = _one_image_folder(tmp_path / "images" / "shoes")
     (tmp_path / "root").mkdir()
     (folder / "outputs").symlink_to(tmp_path / "root")
     result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
@@ -402,9 +399,7 @@ def test_input_inside_the_root_with_a_link_to_a_folder_inside_the_input_runs(tmp
 
 @pytest.mark.parametrize("target", ["self.png", "one.png/inner"])
 def test_link_to_itself_or_through_a_file_is_refused_in_one_line(tmp_path, job, target):
-    folder = tmp_path / "images" / "shoes"
-    folder.mkdir(parents=True)
-    (folder / "one.png").write_bytes(_png(32, 32))
+    folder = _one_image_folder(tmp_path / "images" / "shoes")
     (folder / "self.png").symlink_to(target)
     result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
     assert result.code == 2
@@ -422,9 +417,7 @@ def test_input_path_that_is_not_utf8_fails_before_any_spark_work(tmp_path, job):
 
 
 def test_folders_spark_reads_despite_a_leading_underscore_are_checked_too(tmp_path, job):
-    folder = tmp_path / "images" / "_part=1"
-    folder.mkdir(parents=True)
-    (folder / "one.png").write_bytes(_png(32, 32))
+    folder = _one_image_folder(tmp_path / "images" / "_part=1")
     (folder / "gone.png").symlink_to(tmp_path / "deleted.png")
     result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
     assert result.code == 2
@@ -432,9 +425,7 @@ def test_folders_spark_reads_despite_a_leading_underscore_are_checked_too(tmp_pa
 
 
 def test_dangling_symlink_in_the_input_fails_before_any_spark_work_naming_it(tmp_path, job):
-    folder = tmp_path / "images" / "shoes"
-    folder.mkdir(parents=True)
-    (folder / "one.png").write_bytes(_png(32, 32))
+    folder = _one_image_folder(tmp_path / "images" / "shoes")
     (folder / "gone.png").symlink_to(tmp_path / "deleted.png")
     result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
     assert result.code == 2
@@ -444,9 +435,7 @@ def test_dangling_symlink_in_the_input_fails_before_any_spark_work_naming_it(tmp
 
 
 def test_name_that_is_not_utf8_fails_before_any_spark_work_naming_it(tmp_path, job):
-    folder = tmp_path / "images" / "shoes"
-    folder.mkdir(parents=True)
-    (folder / "one.png").write_bytes(_png(32, 32))
+    folder = _one_image_folder(tmp_path / "images" / "shoes")
     with open(os.fsencode(folder) + b"/caf\xe9.png", "wb") as handle:  # Latin-1, not UTF-8
         handle.write(_png(32, 32))
     result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
