@@ -121,17 +121,29 @@ def mask_secrets(value):
     return value
 
 
+def file_uri(path) -> str:
+    """The ``file://`` URI of an absolute local path, written as Spark and Hadoop write them:
+    the path's characters as they are, not percent-encoded."""
+    return "file://" + str(path)
+
+
 def normalize_root(root: str) -> str:
     """Turn a path or URI into an absolute storage root URI without a trailing slash.
 
-    A plain path becomes ``file:///absolute/path``. ``hdfs://`` and ``webhdfs://`` URIs are kept
-    as they are. Any other scheme, or a URI with ``..`` in it, is refused.
+    A plain path becomes ``file:///absolute/path``, its characters kept as they are (as Spark
+    and Hadoop write local paths, and as ``storage.local_path`` reads them back: a space or a
+    '%' is part of the name). ``hdfs://`` and ``webhdfs://`` URIs are kept as they are. Any
+    other scheme, a URI with ``..`` in it, or a root holding '#' or '?' (which would end its
+    path in every URI made from it) is refused.
     """
     if not root or not str(root).strip():
         raise ConfigError("--root is empty; give a folder or a URI such as hdfs://nn:8020/gan")
     root = str(root).strip()
+    if "#" in root or "?" in root:
+        raise ConfigError(f"--root {redact_url(root)!r} holds '#' or '?'; choose a folder whose "
+                          "path has neither")
     if "://" not in root:
-        root = Path(root).expanduser().resolve().as_uri()
+        root = file_uri(Path(root).expanduser().resolve())
     parts = urlsplit(root)
     if parts.scheme not in SUPPORTED_SCHEMES:
         raise ConfigError(

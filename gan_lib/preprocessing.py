@@ -98,10 +98,7 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
     if not store.is_dir(options.input_uri):
         raise ConfigError(f"--input {options.input_uri} is a file; give the folder that holds "
                           "the images")
-    if _within(settings.root, options.input_uri):
-        raise ConfigError(f"--root {settings.root} is inside --input {options.input_uri}: the "
-                          "job's own outputs would be read as images on the next run; put the "
-                          "root outside the input folder")
+    check_root_outside_input(settings, options.input_uri)
     if _is_local(options.input_uri):
         # Before the probe below opens any file: a named pipe would block it.
         _check_local_tree(options.input_uri, settings.root)
@@ -123,10 +120,23 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
         raise ConfigError(f"--root {settings.root} is not writable: {error}") from error
 
 
+def check_root_outside_input(settings: Settings, input_uri: str) -> None:
+    """Fail in one line when the root lies inside the input folder (also through a link)."""
+    if _within(settings.root, input_uri):
+        raise ConfigError(f"--root {settings.root} is inside --input {input_uri}: the "
+                          "job's own outputs would be read as images on the next run; put the "
+                          "root outside the input folder")
+
+
 def absolute_input(input_uri: str) -> str:
     """A plain input path made absolute and normal (relative, '..', doubled slashes), as Spark
-    will print its files' paths; URIs are kept as they are."""
-    if urlsplit(input_uri).scheme and "://" in input_uri or input_uri.startswith("file:"):
+    will print its files' paths; URIs are kept as they are, but for a ``file://`` URI naming
+    a host, which Hadoop would take for a relative path."""
+    split = urlsplit(input_uri)
+    if split.scheme == "file" and split.netloc not in ("", "localhost"):
+        raise ConfigError(f"--input {input_uri} names the host {split.netloc!r}; a local "
+                          "folder is file:///path (three slashes) or a plain path")
+    if split.scheme and "://" in input_uri or input_uri.startswith("file:"):
         return input_uri
     path = os.path.normpath(os.path.abspath(os.path.expanduser(input_uri)))
     return "/" + path.lstrip("/")  # POSIX keeps a leading '//', which Hadoop takes for a host
@@ -498,12 +508,15 @@ def with_skip_reasons(skipped, settings, max_bytes: int):
     once per file on the executors, then ``reason`` (empty, file_too_large or not_read; a file
     gone since the listing is not_read) and its ``detail``."""
     from pyspark.sql import functions as F
-    size = F.col("size_bytes")
+    size, reason = F.col("size_bytes"), F.col("reason")
     details = F.create_map(*[F.lit(x) for pair in REJECT_REASONS.items() for x in pair])
+    over_limit = (f"the file is over this run's size limit of {max_bytes:,} bytes and was not "
+                  "read (--max-file-bytes; Spark reads at most 2 GiB a file)")
     return (skipped.withColumn("size_bytes", file_size(settings)(F.col("path")))
             .withColumn("reason", F.when(size == 0, "empty")
                         .when(size > max_bytes, "file_too_large").otherwise("not_read"))
-            .withColumn("detail", details[F.col("reason")]))
+            .withColumn("detail", F.when(reason == "file_too_large", F.lit(over_limit))
+                        .otherwise(details[reason])))
 
 
 def file_size(settings):

@@ -235,8 +235,8 @@ def executor_cores_of(master: str, settings: Settings) -> int:
 def _local_conf(settings: Settings, state: Path, master: str, server: bool = False) -> dict:
     executor_memory = max(512, settings.executor_memory_mb - 512)
     jit = "" if server else QUICK_JIT
-    log4j = f"-Dlog4j2.configurationFile={_log4j_file(state)}"
-    java_options = f"-Dderby.system.home={state} {log4j} {jit}".strip()
+    log4j = _java_property("log4j2.configurationFile", _log4j_file(state))
+    java_options = f"{_java_property('derby.system.home', state)} {log4j} {jit}".strip()
     collector = ONE_CORE_GC if executor_cores_of(master, settings) == 1 else ""
     return {
         "spark.executor.memory": f"{executor_memory}m",
@@ -253,6 +253,13 @@ def _local_conf(settings: Settings, state: Path, master: str, server: bool = Fal
         "spark.hadoop.hive.exec.local.scratchdir": str(state / "hive" / "scratch"),
         **({} if server else RAW_LOCAL_FILES),
     }
+
+
+def _java_property(name: str, value) -> str:
+    """``-Dname=value`` for a Java options string, quoted as Spark splits such strings, so a
+    path with spaces stays one option."""
+    quoted = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'-D{name}="{quoted}"'
 
 
 def _log4j_file(state: Path) -> Path:

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from gan_lib.config import ConfigError, Settings, redact_url
+from gan_lib.config import ConfigError, Settings, file_uri, redact_url
 from gan_lib.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ class LocalStorage(Storage):
             for name in sorted(n for n in names if not skipped_by_listing(n)):
                 if len(found) >= limit:
                     return found
-                found.append("file://" + str(Path(folder, name)))
+                found.append(file_uri(Path(folder, name)))
         return found
 
     def read_head(self, uri, size):
@@ -296,14 +296,15 @@ class LocalStorage(Storage):
 
     def upload_dir(self, local_dir, uri, progress=None):
         target = local_path(uri)
-        staging = local_path(_temporary_sibling(uri))
+        staging_uri = _temporary_sibling(uri)
+        staging = local_path(staging_uri)
         target.parent.mkdir(parents=True, exist_ok=True)
         with _file_progress(local_dir, progress) as bar:
             def copy(source, destination):
                 shutil.copy2(source, destination)
                 bar.advance()
             shutil.copytree(local_dir, staging, copy_function=copy)
-        _swap_into_place(self, staging.as_uri(), uri)
+        _swap_into_place(self, staging_uri, uri)
 
     def download_dir(self, uri, local_dir):
         shutil.copytree(local_path(uri), local_dir, dirs_exist_ok=True)

@@ -149,15 +149,19 @@ def emit(summary: dict) -> None:
     print(json.dumps(summary, sort_keys=True, default=str), flush=True)
 
 
-def run_main(parser: ArgumentParser, section: str, body, argv=None, root: str = "existing"):
+def run_main(parser: ArgumentParser, section: str, body, argv=None, root: str = "existing",
+             check_first=None):
     """Parse, run ``body(args, settings) -> summary dict``, print the JSON line, return a code.
 
     ``root`` says what the stage needs of the storage root: ``"existing"`` (it reads what
     earlier stages wrote) or ``"create"`` (it may start a project in a new folder).
+    ``check_first(args, settings)``, when given, runs before the root is looked at or made.
     """
     args, settings = parse(parser, argv, section)
 
     def stage():
+        if check_first:
+            check_first(args, settings)
         check_before_work(args, settings, root)
         summary = body(args, settings)
         emit(summary)

@@ -35,14 +35,23 @@ def build_parser():
     return parser
 
 
-def run(args, settings):
-    options = preprocessing.PreprocessOptions(
+def options_of(args, settings) -> preprocessing.PreprocessOptions:
+    return preprocessing.PreprocessOptions(
         input_uri=preprocessing.absolute_input(args.input or datasets.raw_dir(settings,
                                                                               args.dataset)),
         dataset=args.dataset,
         image_size=args.image_size, channels=args.channels, max_pixels=args.max_pixels,
         min_size=args.min_size, test_percent=args.test_percent,
         max_file_bytes=args.max_file_bytes)
+
+
+def check_root_outside_input(args, settings) -> None:
+    """Before the root is made: a root inside the input would be created there first."""
+    preprocessing.check_root_outside_input(settings, options_of(args, settings).input_uri)
+
+
+def run(args, settings):
+    options = options_of(args, settings)
     preprocessing.check_before_spark(settings, options)
     run = StageRun("preprocess", args.run_id or new_run_id("preprocess"),
                    parameters=preprocessing.parameters(options),
@@ -56,7 +65,8 @@ def run(args, settings):
 
 
 def main(argv=None):
-    return common.run_main(build_parser(), "preprocess", run, argv, root="create")
+    return common.run_main(build_parser(), "preprocess", run, argv, root="create",
+                           check_first=check_root_outside_input)
 
 
 if __name__ == "__main__":

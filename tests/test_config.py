@@ -10,6 +10,18 @@ def test_plain_path_root_becomes_absolute_file_uri(tmp_path):
     assert Settings(root=str(tmp_path / "r")).root == (tmp_path / "r").as_uri()
 
 
+def test_plain_path_root_keeps_spaces_and_percent_signs_as_written(tmp_path):
+    root = tmp_path / "my runs 100%"
+    assert Settings(root=str(root)).root == f"file://{root}"
+    assert storage.local_path(Settings(root=str(root)).root) == root
+
+
+@pytest.mark.parametrize("root", ["/data/gan#1", "/data/gan?x", "hdfs://nn:8020/gan#1"])
+def test_root_holding_a_hash_or_question_mark_is_refused(root):
+    with pytest.raises(ConfigError, match="'#' or '\\?'"):
+        Settings(root=root)
+
+
 def test_unknown_root_scheme_is_refused():
     with pytest.raises(ConfigError, match="s3"):
         Settings(root="s3://bucket/gan")

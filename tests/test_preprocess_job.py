@@ -113,6 +113,17 @@ def test_file_over_the_size_limit_is_rejected_unread_with_its_size(first_run):
     assert "--max-file-bytes" in row["detail"]
 
 
+def test_file_over_a_chosen_size_limit_is_rejected_naming_that_limit(tmp_path, job):
+    folder = _one_image_folder(tmp_path / "images")
+    (folder / "big.png").write_bytes(bytes(5000))
+    result = job("preprocess", "--root", tmp_path / "root", "--input", folder,
+                 "--dataset", "limit", "--max-file-bytes", 4000)
+    assert result.code == 0, result.stderr[-2000:]
+    (row,) = _read_partition(tmp_path / "root", "rejects", dataset="limit")
+    assert (row["reason"], row["size_bytes"]) == ("file_too_large", 5000)
+    assert "size limit of 4,000 bytes" in row["detail"]
+
+
 def test_counts_reconcile_files_seen_with_accepted_rejected_and_duplicates(first_run):
     _, summary = first_run
     counts = summary["counts"]
@@ -311,13 +322,15 @@ def _real_image_folder(folder, count):
         Image.fromarray(image).save(folder / f"{index}.png")
 
 
-def test_input_path_with_url_characters_and_doubled_slashes_is_read_as_written(tmp_path, job):
+def test_paths_with_spaces_and_url_characters_are_read_and_written_as_named(tmp_path, job):
+    """An input with '#', '?', a space and doubled slashes; a root with a space and '%'."""
     _real_image_folder(tmp_path / "in#1 x?" / "shirt", 3)
-    result = job("preprocess", "--root", tmp_path / "root", "--input",
+    root = tmp_path / "out 100%"
+    result = job("preprocess", "--root", root, "--input",
                  f"{tmp_path}//in#1 x?/", "--dataset", "odd", "--test-percent", "0")
     assert result.code == 0, result.stderr[-2000:]
     assert (result.summary["counts"]["accepted"], result.summary["counts"]["rejected"]) == (3, 0)
-    rows = _read_partition(tmp_path / "root", "images", dataset="odd", split="train")
+    rows = _read_partition(root, "images", dataset="odd", split="train")
     assert {row["label"] for row in rows} == {"shirt"}
 
 
@@ -331,14 +344,14 @@ def test_file_name_with_a_colon_fails_before_any_spark_work_naming_it(tmp_path, 
     assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
 
 
-def test_root_inside_the_input_folder_fails_before_any_spark_work(tmp_path, job):
-    folder = _one_image_folder(tmp_path / "images" / "shoes")
+def test_root_inside_the_input_folder_fails_before_anything_is_made_there(tmp_path, job):
+    _one_image_folder(tmp_path / "images" / "shoes")
     root = tmp_path / "images" / "outputs"
     result = job("preprocess", "--root", root, "--input", tmp_path / "images")
     assert result.code == 2
     assert (f"--root {root.as_uri()} is inside --input {tmp_path / 'images'}"
             in result.last_error_line)
-    assert not (root / "_local" / "metastore_db").exists()
+    assert not root.exists()
 
 
 @pytest.mark.parametrize("root, inside", [
@@ -489,3 +502,10 @@ def test_options_that_are_not_whole_numbers_are_a_configuration_error(value):
 
 def test_input_path_with_a_leading_double_slash_is_made_plain():
     assert preprocessing.absolute_input("//tmp//images/") == "/tmp/images"
+
+
+def test_file_uri_naming_a_host_fails_in_one_line_before_the_root_is_made(tmp_path, job):
+    result = job("preprocess", "--root", tmp_path / "root", "--input", "file://images/shoes")
+    assert result.code == 2
+    assert "--input file://images/shoes names the host 'images'" in result.last_error_line
+    assert not (tmp_path / "root").exists()
