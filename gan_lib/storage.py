@@ -125,6 +125,11 @@ class Storage:
         """Names of the entries in a folder, sorted."""
         raise NotImplementedError
 
+    def entries(self, uri: str) -> "list[tuple[str, bool]]":
+        """(name, is a folder) of each entry in a folder, sorted by name, from one listing; a
+        symbolic link is not a folder here."""
+        raise NotImplementedError
+
     def is_dir(self, uri: str) -> bool:
         raise NotImplementedError
 
@@ -200,12 +205,12 @@ def remove_temporaries(store: Storage, uri: str) -> list[str]:
     removed = []
     if not store.is_dir(uri):
         return removed
-    for name in store.list(uri):
+    for name, is_folder in store.entries(uri):
         child = join(uri, name)
         if TEMPORARY_NAME.match(name):
             store.delete(child)
             removed.append(child)
-        elif store.is_dir(child):
+        elif is_folder:
             removed += remove_temporaries(store, child)
     return removed
 
@@ -221,6 +226,13 @@ class LocalStorage(Storage):
         if not path.is_dir():
             raise StorageError(f"cannot list {path}: not a folder")
         return sorted(entry.name for entry in path.iterdir())
+
+    def entries(self, uri):
+        path = local_path(uri)
+        if not path.is_dir():
+            raise StorageError(f"cannot list {path}: not a folder")
+        with os.scandir(path) as found:
+            return sorted((entry.name, entry.is_dir(follow_symlinks=False)) for entry in found)
 
     def is_dir(self, uri):
         return local_path(uri).is_dir()
@@ -389,6 +401,10 @@ class WebHdfsStorage(Storage):
 
     def list(self, uri):
         return sorted(self._retry("list", uri, lambda: self.client.list(self._path(uri))))
+
+    def entries(self, uri):
+        listed = self._retry("list", uri, lambda: self.client.list(self._path(uri), status=True))
+        return sorted((name, status["type"] == "DIRECTORY") for name, status in listed)
 
     def is_dir(self, uri):
         status = self._retry("check", uri,

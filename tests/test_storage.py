@@ -52,6 +52,25 @@ def test_temporaries_a_killed_write_left_are_removed_and_nothing_else(base):
     assert store.list(storage.join(base, "sub")) == [".hidden", "a.tmp"]
 
 
+def test_entries_tell_folders_from_files(base):
+    store = storage.open_storage(base)
+    store.write_text(storage.join(base, "b.txt"), "x")
+    store.write_text(storage.join(base, "a", "c.txt"), "x")
+    assert store.entries(base) == [("a", True), ("b.txt", False)]
+
+
+def test_temporaries_behind_a_link_or_in_a_link_loop_are_left_alone(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / ".keep.0123456789ab.tmp").write_text("someone else's")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "linked").symlink_to(outside)
+    (run / "loop").symlink_to(run)
+    assert storage.remove_temporaries(storage.LocalStorage(), run.as_uri()) == []
+    assert (outside / ".keep.0123456789ab.tmp").exists()
+
+
 def test_directory_upload_replaces_the_old_copy_whole(base, tmp_path):
     store = storage.open_storage(base)
     first = tmp_path / "first"
