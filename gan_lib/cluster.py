@@ -214,10 +214,8 @@ def run(sc, main_fn, options, nodes: int, timeout_s: float, progress=None) -> No
 
 def _supervise(sc, status: dict, started: float, timeout_s: float, progress=None) -> None:
     tracker = sc.statusTracker()
-    polls = 0
     while True:
-        polls += 1
-        if progress and polls % 5 == 0:
+        if progress:  # every poll, so that the chief's lines arrive as they are written
             progress()
         if "error" in status:
             raise StageError(_failure_message(status["error"]))
