@@ -123,6 +123,11 @@ def metastore_jdbc_url(settings: Settings) -> str:
     return f"jdbc:derby:;databaseName={database};create=true"
 
 
+# How long a wait for the embedded metastore goes unmentioned: the previous command's JVM
+# usually lets go of it within a second or two.
+QUIET_WAIT_S = 3.0
+
+
 def check_metastore_free(settings: Settings, wait_s: float = 30.0) -> None:
     """Wait for the embedded metastore to be free, then fail in one line if it is not.
 
@@ -135,18 +140,19 @@ def check_metastore_free(settings: Settings, wait_s: float = 30.0) -> None:
     if settings.metastore_jdbc_url or settings.metastore_uri:
         return
     lock = settings.local_state_dir / "metastore_db" / "dbex.lck"
-    deadline = time.monotonic() + wait_s
+    started = time.monotonic()
     waiting_said = False
     while not _lock_is_free(lock):
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= started + wait_s:
             raise MetastoreBusy(
                 f"the embedded metastore {lock.parent} is in use by another process (a running "
                 "job, hdp-gan sql-server or a pyspark shell on this root); Derby serves one "
                 "process at a time: wait for it to finish, or give every process a shared "
                 "metastore with --metastore-jdbc-url")
-        if not waiting_said:
-            logger.info("the embedded metastore is in use by another process; waiting up to "
-                        "%.0f s for it", wait_s)
+        if not waiting_said and time.monotonic() >= started + QUIET_WAIT_S:
+            logger.info("the embedded metastore is still held by another process (a job that "
+                        "just ended releases it within seconds); waiting up to %.0f s for it",
+                        wait_s)
             waiting_said = True
         time.sleep(0.5)
 

@@ -9,7 +9,7 @@ tab-separated with a header; --json prints one JSON object per row instead.
 import json
 import sys
 
-from gan_lib import session
+from gan_lib import report, session
 from gan_lib.config import ConfigError, validate_identifier
 from gan_lib.runs import StageError
 from jobs import common
@@ -30,7 +30,8 @@ def run(args, settings):
     if not args.query.strip():
         raise ConfigError("the query is empty; give one SQL statement, e.g. \"SHOW TABLES\"")
     database = validate_identifier(settings.database, "--database")
-    spark = session.build_session(settings, "hdp-gan sql")
+    # queries over the project's tables need no executor JVMs of their own on this machine
+    spark = session.build_session(report.table_reader_settings(settings), "hdp-gan sql")
     try:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
         spark.sql(f"USE {database}")

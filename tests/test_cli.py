@@ -108,6 +108,12 @@ def test_an_empty_sql_query_is_refused_before_spark(job, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_sql_without_a_master_runs_spark_inside_the_driver(job, tmp_path):
+    result = job("sql", "--root", tmp_path, "SET spark.master", master=None)
+    assert result.code == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[1:] == ["spark.master\tlocal[2]"]
+
+
 def test_options_without_a_default_do_not_claim_one_in_help(job):
     result = job("runs", "--help")
     assert "(default: None)" not in result.stdout

@@ -79,7 +79,7 @@ def test_a_job_waits_for_a_metastore_lock_that_is_released_soon(job, tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl, sys, time\n"
          "handle = open(sys.argv[1], 'r+b'); fcntl.lockf(handle, fcntl.LOCK_EX)\n"
-         "print('held', flush=True); time.sleep(4)", str(lock)],
+         "print('held', flush=True); time.sleep(8)", str(lock)],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
 
