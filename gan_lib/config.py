@@ -127,33 +127,64 @@ def file_uri(path) -> str:
     return "file://" + str(path)
 
 
+# Characters a root's path may not hold: each is syntax somewhere on the way (a URL's
+# fragment or query, a Hadoop path pattern, an SQL string's quote, a Derby URL's separator,
+# Java's class path separator, an escape).
+ROOT_SYNTAX_CHARACTERS = "#?[]{}*\\';:"
+
+
+def local_file_path(uri: str) -> str | None:
+    """The absolute path of a ``file:`` URI in any of the forms Spark and Hadoop write
+    (``file:/x``, ``file:///x``, ``file://localhost/x``), characters kept as written; None
+    when it names another host or no absolute path."""
+    rest = uri[len("file:"):]
+    if rest.startswith("//localhost/"):
+        rest = rest[len("//localhost"):]
+    elif rest.startswith("//"):
+        if rest[2:3] != "/":
+            return None  # file://host/... (or file://localhost without a path)
+        rest = rest[2:]
+    return "/" + rest.lstrip("/") if rest.startswith("/") else None
+
+
 def normalize_root(root: str) -> str:
     """Turn a path or URI into an absolute storage root URI without a trailing slash.
 
     A plain path becomes ``file:///absolute/path``, its characters kept as they are (as Spark
     and Hadoop write local paths, and as ``storage.local_path`` reads them back: a space or a
-    '%' is part of the name). ``hdfs://`` and ``webhdfs://`` URIs are kept as they are. Any
-    other scheme, a URI with ``..`` in it, or a root holding '#' or '?' (which would end its
-    path in every URI made from it) is refused.
+    '%' is part of the name); so do ``file:/x`` and ``file://localhost/x``. ``hdfs://`` and
+    ``webhdfs://`` URIs are kept as they are. Any other scheme, a URI with ``..`` in it, the
+    file system's own root, or a path holding one of ``ROOT_SYNTAX_CHARACTERS`` is refused.
     """
     if not root or not str(root).strip():
         raise ConfigError("--root is empty; give a folder or a URI such as hdfs://nn:8020/gan")
-    root = str(root).strip()
-    if "#" in root or "?" in root:
-        raise ConfigError(f"--root {redact_url(root)!r} holds '#' or '?'; choose a folder whose "
-                          "path has neither")
-    if "://" not in root:
+    root = str(root)
+    scheme = urlsplit(root).scheme if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", root) else ""
+    if scheme == "file":
+        path = local_file_path(root)
+        if path is None:
+            raise ConfigError(f"--root {root!r}: a file: root needs an absolute path on this "
+                              "machine (file:///...)")
+        root = file_uri(path)
+    elif "://" not in root:
         root = file_uri(Path(root).expanduser().resolve())
     parts = urlsplit(root)
     if parts.scheme not in SUPPORTED_SCHEMES:
         raise ConfigError(
             f"--root {redact_url(root)!r} has scheme {parts.scheme!r}; use one of "
             + ", ".join(s + "://" for s in SUPPORTED_SCHEMES))
-    if ".." in parts.path.split("/"):
+    path = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*", "", root)
+    held = sorted(set(path) & set(ROOT_SYNTAX_CHARACTERS))
+    if held:
+        raise ConfigError(
+            f"--root {redact_url(root)!r} holds {' and '.join(held)}, which Spark, Hadoop, Hive or Java "
+            "would read as syntax: choose a folder whose path has none of "
+            + " ".join(ROOT_SYNTAX_CHARACTERS))
+    if ".." in path.split("/"):
         raise ConfigError(f"--root {redact_url(root)!r} must not contain '..'")
-    if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
-        raise ConfigError(f"--root {root!r}: a file:// root needs an absolute path (file:///...)")
-    return root.rstrip("/") if parts.path not in ("", "/") else root
+    if parts.scheme == "file" and path.rstrip("/") == "":
+        raise ConfigError(f"--root {root!r} is the file system's root; choose a folder")
+    return root.rstrip("/") if path not in ("", "/") else root
 
 
 def validate_identifier(value: str, option: str) -> str:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from urllib.parse import unquote, urlsplit
 
 from gan_lib import storage, tables
-from gan_lib.config import ConfigError, Settings, validate_name
+from gan_lib.config import ConfigError, Settings, file_uri, local_file_path, validate_name
 from gan_lib.datasets import pixel_id
 from gan_lib.images import (REJECT_REASONS, DecodeSettings, ImageRejected, decode_image,
                             detect_format)
@@ -120,23 +120,29 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
         raise ConfigError(f"--root {settings.root} is not writable: {error}") from error
 
 
-def check_root_outside_input(settings: Settings, input_uri: str) -> None:
+def check_root_outside_input(settings: Settings, input_uri: str, option="--input") -> None:
     """Fail in one line when the root lies inside the input folder (also through a link)."""
     if _within(settings.root, input_uri):
-        raise ConfigError(f"--root {settings.root} is inside --input {input_uri}: the "
+        raise ConfigError(f"--root {settings.root} is inside {option} {input_uri}: the "
                           "job's own outputs would be read as images on the next run; put the "
                           "root outside the input folder")
 
 
 def absolute_input(input_uri: str) -> str:
     """A plain input path made absolute and normal (relative, '..', doubled slashes), as Spark
-    will print its files' paths; URIs are kept as they are, but for a ``file://`` URI naming
-    a host, which Hadoop would take for a relative path."""
+    will print its files' paths; a ``file:`` URI in any of its forms becomes ``file:///path``
+    (one naming another host, or no absolute path, is refused); other URIs are kept as they
+    are."""
     split = urlsplit(input_uri)
-    if split.scheme == "file" and split.netloc not in ("", "localhost"):
-        raise ConfigError(f"--input {input_uri} names the host {split.netloc!r}; a local "
-                          "folder is file:///path (three slashes) or a plain path")
-    if split.scheme and "://" in input_uri or input_uri.startswith("file:"):
+    if split.scheme == "file":
+        path = local_file_path(input_uri)
+        if path is None:
+            which = (f"names the host {split.netloc!r}" if split.netloc not in ("", "localhost")
+                     else "has no absolute path")
+            raise ConfigError(f"--input {input_uri} {which}; a local folder is file:///path "
+                              "(three slashes) or a plain path")
+        return file_uri(path)
+    if split.scheme and "://" in input_uri:
         return input_uri
     path = os.path.normpath(os.path.abspath(os.path.expanduser(input_uri)))
     return "/" + path.lstrip("/")  # POSIX keeps a leading '//', which Hadoop takes for a host
@@ -480,7 +486,10 @@ def readable_files(spark, folder_uri: str, max_bytes: int):
     open them (its reader fails the job on a file over 2 GiB). Such files stay in the
     listing, so ``unread_files`` finds them."""
     from pyspark.sql import functions as F
+    # Spark takes a path with [ ] { } * ? for a pattern and would read whatever matches it
+    # (folder "in[1]" would read "in1"); its internal __globPaths__ option turns that off.
     return (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+            .option("__globPaths__", "false")
             .load(folder_uri).where(F.col("length") <= max_bytes).select("path", "content"))
 
 

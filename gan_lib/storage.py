@@ -40,9 +40,11 @@ def join(uri: str, *parts: str) -> str:
     for part in parts:
         if ".." in str(part).split("/"):
             raise ConfigError(f"path part {part!r} must not contain '..'")
-    split = urlsplit(uri)
-    path = posixpath.join(split.path or "/", *[str(p).strip("/") for p in parts])
-    return urlunsplit((split.scheme, split.netloc, path, "", ""))
+    # Split by hand, not as a URL: a listed name may hold '#' or '?', which are parts of
+    # names in Hadoop's paths.
+    path = path_part(uri)
+    prefix = uri[:len(uri) - len(path)]
+    return prefix + posixpath.join(path or "/", *[str(p).strip("/") for p in parts])
 
 
 def path_part(uri: str) -> str:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from gan_lib import datasets, storage
+from gan_lib import datasets, preprocessing, storage
 from gan_lib.runs import StageError, new_run_id
 from jobs import common
 from jobs.train_classifier import default_handle
@@ -119,8 +119,16 @@ def _has_report_stage() -> bool:
     return importlib.util.find_spec("jobs.report") is not None
 
 
+def check_root_outside_data(args, settings) -> None:
+    """Before the root is made: a root inside --data would be created there first."""
+    if args.data:
+        preprocessing.check_root_outside_input(
+            settings, preprocessing.absolute_input(args.data), "--data")
+
+
 def main(argv=None):
-    return common.run_main(build_parser(), "pipeline", run, argv, root="create")
+    return common.run_main(build_parser(), "pipeline", run, argv, root="create",
+                           check_first=check_root_outside_data)
 
 
 if __name__ == "__main__":

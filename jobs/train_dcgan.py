@@ -10,8 +10,8 @@ and the generator exported as a SavedModel.
 import argparse
 import sys
 
-from gan_lib import cluster, models, storage, tables, training
-from gan_lib.config import redact_url, validate_name
+from gan_lib import cluster, models, session, storage, tables, training
+from gan_lib.config import ConfigError, redact_url, validate_name
 from gan_lib.runs import StageError, StageRun, new_run_id, run_dir
 from jobs import common
 
@@ -53,6 +53,10 @@ def build_parser():
 
 
 def run(args, settings):
+    master = session.effective_master(settings)
+    if master == "local" or master.startswith("local["):
+        raise ConfigError(f"--master {master} runs no executors, and each TensorFlow worker "
+                          "needs one: use local-cluster[N,1,MB] (the default here) or yarn")
     run_id = validate_name(args.resume or args.run_id or new_run_id("train"), "--run-id")
     run_uri = run_dir(settings, run_id)
     store = storage.open_storage(run_uri, settings)

@@ -114,6 +114,13 @@ def test_sql_without_a_master_runs_spark_inside_the_driver(job, tmp_path):
     assert result.stdout.splitlines()[1:] == ["spark.master\tlocal[2]"]
 
 
+@pytest.mark.parametrize("master", ["local", "local[2]"])
+def test_training_on_a_master_without_executors_is_refused_before_spark(job, tmp_path, master):
+    result = job("train", "--root", tmp_path, "--master", master)
+    assert result.code == 2
+    assert f"--master {master} runs no executors" in result.last_error_line
+
+
 def test_options_without_a_default_do_not_claim_one_in_help(job):
     result = job("runs", "--help")
     assert "(default: None)" not in result.stdout

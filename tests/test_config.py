@@ -1,5 +1,7 @@
 """Option validation: wrong values fail in one line that names them."""
 
+import re
+
 import pytest
 
 from gan_lib import config, storage
@@ -16,9 +18,28 @@ def test_plain_path_root_keeps_spaces_and_percent_signs_as_written(tmp_path):
     assert storage.local_path(Settings(root=str(root)).root) == root
 
 
-@pytest.mark.parametrize("root", ["/data/gan#1", "/data/gan?x", "hdfs://nn:8020/gan#1"])
-def test_root_holding_a_hash_or_question_mark_is_refused(root):
-    with pytest.raises(ConfigError, match="'#' or '\\?'"):
+@pytest.mark.parametrize("root, held", [
+    ("/data/gan#1", "#"), ("/data/gan?x", "?"), ("hdfs://nn:8020/gan#1", "#"),
+    ("/data/g[ab]", "[ and ]"), ("/data/a{b}", "{ and }"), ("/data/a*", "*"),
+    ("/data/bs\\q", "\\"), ("/data/it's", "'"), ("/data/semi;colon", ";"),
+    ("/data/c:olon", ":")])
+def test_root_holding_characters_read_as_syntax_is_refused_naming_them(root, held):
+    with pytest.raises(ConfigError, match=f"holds {re.escape(held)}, which"):
+        Settings(root=root)
+
+
+@pytest.mark.parametrize("root, wanted", [
+    ("file:/data/gan", "file:///data/gan"), ("file://localhost/data/gan", "file:///data/gan"),
+    ("file:////data/gan/", "file:///data/gan"), ("FILE:///data/gan", "file:///data/gan"),
+    ("/data/trailing ", "file:///data/trailing ")])
+def test_local_root_forms_become_one_file_uri_as_written(root, wanted):
+    assert Settings(root=root).root == wanted
+
+
+@pytest.mark.parametrize("root", ["file:", "file://localhost", "file://host/data", "file:///",
+                                  "/"])
+def test_file_root_without_a_folder_on_this_machine_is_refused(root):
+    with pytest.raises(ConfigError, match="absolute path on this machine|file system's root"):
         Settings(root=root)
 
 

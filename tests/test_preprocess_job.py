@@ -504,6 +504,39 @@ def test_input_path_with_a_leading_double_slash_is_made_plain():
     assert preprocessing.absolute_input("//tmp//images/") == "/tmp/images"
 
 
+@pytest.mark.parametrize("given", ["file:/tmp/images", "file://localhost/tmp/images",
+                                   "file:///tmp/images"])
+def test_file_input_in_any_of_spark_forms_becomes_one_uri(given):
+    assert preprocessing.absolute_input(given) == "file:///tmp/images"
+
+
+def test_relative_file_input_is_refused():
+    with pytest.raises(ConfigError, match="--input file:images has no absolute path"):
+        preprocessing.absolute_input("file:images")
+
+
+def test_input_folder_named_like_a_pattern_is_read_as_named(tmp_path, job):
+    """Spark would take "in[1]" for a pattern matching "in1"."""
+    _real_image_folder(tmp_path / "in[1]" / "coat", 2)
+    _real_image_folder(tmp_path / "in1" / "bag", 3)
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "in[1]",
+                 "--dataset", "pattern", "--test-percent", "0")
+    assert result.code == 0, result.stderr[-2000:]
+    assert result.summary["counts"]["files_seen"] == 2
+    rows = _read_partition(tmp_path / "root", "images", dataset="pattern", split="train")
+    assert [row["label"] for row in rows] == ["coat", "coat"]
+
+
+def test_pipeline_root_inside_its_data_folder_fails_before_anything_is_made_there(tmp_path,
+                                                                                  job):
+    _one_image_folder(tmp_path / "images" / "shoes")
+    root = tmp_path / "images" / "outputs"
+    result = job("pipeline", "--root", root, "--data", tmp_path / "images")
+    assert result.code == 2
+    assert f"--root {root.as_uri()} is inside --data" in result.last_error_line
+    assert not root.exists()
+
+
 def test_file_uri_naming_a_host_fails_in_one_line_before_the_root_is_made(tmp_path, job):
     result = job("preprocess", "--root", tmp_path / "root", "--input", "file://images/shoes")
     assert result.code == 2

@@ -52,6 +52,14 @@ def test_temporaries_a_killed_write_left_are_removed_and_nothing_else(base):
     assert store.list(storage.join(base, "sub")) == [".hidden", "a.tmp"]
 
 
+def test_temporaries_below_names_with_url_characters_are_removed(base):
+    store = storage.open_storage(base)
+    left = storage.join(base, "odd #dir?x", ".f.0123456789ab.tmp")
+    store.write_text(left, "x")
+    assert storage.remove_temporaries(store, base) == [left]
+    assert store.list(storage.join(base, "odd #dir?x")) == []
+
+
 def test_entries_tell_folders_from_files(base):
     store = storage.open_storage(base)
     store.write_text(storage.join(base, "b.txt"), "x")
