@@ -128,7 +128,7 @@ def check_root_outside_input(settings: Settings, input_uri: str, option="--input
                           "root outside the input folder")
 
 
-def absolute_input(input_uri: str) -> str:
+def absolute_input(input_uri: str, option: str = "--input") -> str:
     """A plain input path made absolute and normal (relative, '..', doubled slashes), as Spark
     will print its files' paths; a ``file:`` URI in any of its forms becomes ``file:///path``
     (one naming another host, or no absolute path, is refused); other URIs are kept as they
@@ -139,7 +139,7 @@ def absolute_input(input_uri: str) -> str:
         if path is None:
             which = (f"names the host {split.netloc!r}" if split.netloc not in ("", "localhost")
                      else "has no absolute path")
-            raise ConfigError(f"--input {input_uri} {which}; a local folder is file:///path "
+            raise ConfigError(f"{option} {input_uri} {which}; a local folder is file:///path "
                               "(three slashes) or a plain path")
         return file_uri(path)
     if split.scheme and "://" in input_uri:

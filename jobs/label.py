@@ -10,7 +10,7 @@ contact sheet of labelled images.
 
 import sys
 
-from gan_lib import inference, labelling, metrics, storage, tables
+from gan_lib import inference, labelling, metrics, preprocessing, storage, tables
 from gan_lib.config import ConfigError, validate_name
 from gan_lib.runs import StageError, StageRun, new_run_id, run_dir, staging_folder
 from jobs import common
@@ -37,12 +37,12 @@ def build_parser():
 
 
 def run(args, settings):
+    run_id, frame_source = _run_id(args)
     handle = args.classifier or default_handle(settings, args.dataset)
     try:
         classifier = inference.check_classifier(handle, settings)
     except inference.HandleError as error:
         raise ConfigError(str(error)) from None
-    run_id, frame_source = _run_id(args)
     stage = StageRun("label", run_id, parameters=vars(args),
                      lineage={"classifier": handle, "source": frame_source})
     with common.spark_stage(settings, stage, f"hdp-gan label {run_id}") as spark:
@@ -79,7 +79,12 @@ def _run_id(args):
     if args.split:
         name = args.run_id or f"{args.dataset}-{args.split}"
         return validate_name(name, "--run-id"), f"dataset {args.dataset} split {args.split}"
-    return validate_name(args.run_id or new_run_id("label"), "--run-id"), args.images
+    return validate_name(args.run_id or new_run_id("label"), "--run-id"), images_uri(args)
+
+
+def images_uri(args) -> str | None:
+    """--images made absolute as preprocess makes --input (a plain path, or file: forms)."""
+    return preprocessing.absolute_input(args.images, "--images") if args.images else None
 
 
 def _source_frame(spark, settings, args):
@@ -89,9 +94,10 @@ def _source_frame(spark, settings, args):
             raise ConfigError(f"--generated {args.generated}: no images at {images}")
         return labelling.files_frame(spark, images), "files"
     if args.images:
-        if not storage.open_storage(args.images, settings).exists(args.images):
+        images = images_uri(args)
+        if not storage.open_storage(images, settings).exists(images):
             raise ConfigError(f"--images {args.images} does not exist")
-        return labelling.files_frame(spark, args.images), "files"
+        return labelling.files_frame(spark, images), "files"
     return labelling.table_frame(spark, settings, args.dataset, args.split), "table"
 
 

@@ -243,3 +243,9 @@ def test_a_bad_handle_fails_before_any_spark_task_in_one_line(fashion_root, job,
     assert result.code == 2
     assert "not a SavedModel" in result.last_error_line
     assert "Traceback" not in result.stderr
+
+
+def test_images_given_as_a_file_uri_naming_a_host_fail_in_one_line(job, tmp_path):
+    result = job("label", "--root", tmp_path, "--images", "file://photos/2026")
+    assert result.code == 2
+    assert "--images file://photos/2026 names the host 'photos'" in result.last_error_line
