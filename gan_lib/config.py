@@ -70,6 +70,10 @@ class Settings:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
                 f"--log-level {self.log_level!r} is not a level; use DEBUG, INFO, WARNING or ERROR")
+        if self.master and not MASTER.fullmatch(self.master):
+            raise ConfigError(
+                f"--master {self.master!r} is not a Spark master; use yarn, "
+                "local-cluster[N,CORES,MB], local[N], or spark://, k8s:// or mesos:// URLs")
         if self.metastore_uri and not self.metastore_uri.startswith("thrift://"):
             raise ConfigError(
                 f"--metastore-uri {redact_url(self.metastore_uri)!r} must start with thrift://")
@@ -129,8 +133,12 @@ def file_uri(path) -> str:
 
 # Characters a root's path may not hold: each is syntax somewhere on the way (a URL's
 # fragment or query, a Hadoop path pattern, an SQL string's quote, a Derby URL's separator,
-# Java's class path separator, an escape).
-ROOT_SYNTAX_CHARACTERS = "#?[]{}*\\';:"
+# Java's class path separator, an escape, the separator of Spark's list of local folders).
+ROOT_SYNTAX_CHARACTERS = "#?[]{}*\\';:,"
+
+# Spark masters: a typo would otherwise fail inside Spark's launcher with a Java exception.
+MASTER = re.compile(r"local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\s*\d+\s*,\s*\d+\s*,\s*\d+\s*\]"
+                    r"|yarn|(spark|k8s|mesos)://\S+")
 
 
 def local_file_path(uri: str) -> str | None:
@@ -138,7 +146,7 @@ def local_file_path(uri: str) -> str | None:
     (``file:/x``, ``file:///x``, ``file://localhost/x``), characters kept as written; None
     when it names another host or no absolute path."""
     rest = uri[len("file:"):]
-    if rest.startswith("//localhost/"):
+    if rest[:len("//localhost/")].lower() == "//localhost/":
         rest = rest[len("//localhost"):]
     elif rest.startswith("//"):
         if rest[2:3] != "/":
@@ -174,6 +182,9 @@ def normalize_root(root: str) -> str:
             f"--root {redact_url(root)!r} has scheme {parts.scheme!r}; use one of "
             + ", ".join(s + "://" for s in SUPPORTED_SCHEMES))
     path = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*", "", root)
+    if any(ord(c) < 32 or ord(c) == 127 for c in root):
+        raise ConfigError(f"--root {redact_url(root)!r} holds a control character (a tab or a "
+                          "line break); choose a folder whose path has none")
     held = sorted(set(path) & set(ROOT_SYNTAX_CHARACTERS))
     if held:
         raise ConfigError(

@@ -133,8 +133,15 @@ def _generator_run(spark, settings, run_id):
     return row.g if row else None
 
 
+def check_images_before_the_root(args, settings) -> None:
+    """Before the root is made: not inside the --images folder (it would be created there)."""
+    if args.images:
+        preprocessing.check_root_outside_input(settings, images_uri(args), "--images")
+
+
 def main(argv=None):
-    return common.run_main(build_parser(), "label", run, argv, root="create")
+    return common.run_main(build_parser(), "label", run, argv, root="create",
+                           check_first=check_images_before_the_root)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 import time
 
 from gan_lib import datasets, preprocessing, storage
+from gan_lib.config import ConfigError
 from gan_lib.runs import StageError, new_run_id
 from jobs import common
 from jobs.train_classifier import default_handle
@@ -119,16 +120,19 @@ def _has_report_stage() -> bool:
     return importlib.util.find_spec("jobs.report") is not None
 
 
-def check_root_outside_data(args, settings) -> None:
-    """Before the root is made: a root inside --data would be created there first."""
+def check_data_before_the_root(args, settings) -> None:
+    """Before the root is made: --data must be there, and the root not inside it (it would be
+    created there first)."""
     if args.data:
-        preprocessing.check_root_outside_input(
-            settings, preprocessing.absolute_input(args.data), "--data")
+        data = preprocessing.absolute_input(args.data, "--data")
+        if not storage.open_storage(data, settings).exists(data):
+            raise ConfigError(f"--data {args.data} does not exist")
+        preprocessing.check_root_outside_input(settings, data, "--data")
 
 
 def main(argv=None):
     return common.run_main(build_parser(), "pipeline", run, argv, root="create",
-                           check_first=check_root_outside_data)
+                           check_first=check_data_before_the_root)
 
 
 if __name__ == "__main__":

@@ -22,16 +22,35 @@ def test_plain_path_root_keeps_spaces_and_percent_signs_as_written(tmp_path):
     ("/data/gan#1", "#"), ("/data/gan?x", "?"), ("hdfs://nn:8020/gan#1", "#"),
     ("/data/g[ab]", "[ and ]"), ("/data/a{b}", "{ and }"), ("/data/a*", "*"),
     ("/data/bs\\q", "\\"), ("/data/it's", "'"), ("/data/semi;colon", ";"),
-    ("/data/c:olon", ":")])
+    ("/data/c:olon", ":"), ("/data/r,comma", ",")])
 def test_root_holding_characters_read_as_syntax_is_refused_naming_them(root, held):
     with pytest.raises(ConfigError, match=f"holds {re.escape(held)}, which"):
         Settings(root=root)
 
 
+@pytest.mark.parametrize("root", ["/data/tab\troot", "/data/new\nline"])
+def test_root_holding_a_control_character_is_refused(root):
+    with pytest.raises(ConfigError, match="control character"):
+        Settings(root=root)
+
+
+@pytest.mark.parametrize("master", ["LOCAL[2]", " local[2]", "bogus", "local[two]"])
+def test_a_master_spark_would_not_parse_is_refused(master):
+    with pytest.raises(ConfigError, match="is not a Spark master"):
+        Settings(master=master)
+
+
+@pytest.mark.parametrize("master", ["local", "local[*]", "local[2,3]", "local-cluster[2,1,2048]",
+                                    "yarn", "spark://127.0.0.1:7077"])
+def test_spark_masters_are_accepted(master):
+    assert Settings(master=master).master == master
+
+
 @pytest.mark.parametrize("root, wanted", [
     ("file:/data/gan", "file:///data/gan"), ("file://localhost/data/gan", "file:///data/gan"),
     ("file:////data/gan/", "file:///data/gan"), ("FILE:///data/gan", "file:///data/gan"),
-    ("/data/trailing ", "file:///data/trailing ")])
+    ("/data/trailing ", "file:///data/trailing "),
+    ("file://LocalHost/data/gan", "file:///data/gan")])
 def test_local_root_forms_become_one_file_uri_as_written(root, wanted):
     assert Settings(root=root).root == wanted
 

@@ -249,3 +249,12 @@ def test_images_given_as_a_file_uri_naming_a_host_fail_in_one_line(job, tmp_path
     result = job("label", "--root", tmp_path, "--images", "file://photos/2026")
     assert result.code == 2
     assert "--images file://photos/2026 names the host 'photos'" in result.last_error_line
+
+
+def test_root_inside_the_images_folder_fails_before_anything_is_made_there(job, tmp_path):
+    (tmp_path / "photos").mkdir()
+    root = tmp_path / "photos" / "outputs"
+    result = job("label", "--root", root, "--images", tmp_path / "photos")
+    assert result.code == 2
+    assert f"--root {root.as_uri()} is inside --images" in result.last_error_line
+    assert not root.exists()

@@ -537,6 +537,19 @@ def test_pipeline_root_inside_its_data_folder_fails_before_anything_is_made_ther
     assert not root.exists()
 
 
+def test_pipeline_with_a_missing_data_folder_fails_before_the_root_is_made(tmp_path, job):
+    result = job("pipeline", "--root", tmp_path / "root", "--data", tmp_path / "nope")
+    assert result.code == 2
+    assert f"--data {tmp_path / 'nope'} does not exist" in result.last_error_line
+    assert not (tmp_path / "root").exists()
+
+
+def test_pipeline_data_given_as_a_file_uri_naming_a_host_is_named_as_data(tmp_path, job):
+    result = job("pipeline", "--root", tmp_path / "root", "--data", "file://host/x")
+    assert result.code == 2
+    assert "--data file://host/x names the host 'host'" in result.last_error_line
+
+
 def test_file_uri_naming_a_host_fails_in_one_line_before_the_root_is_made(tmp_path, job):
     result = job("preprocess", "--root", tmp_path / "root", "--input", "file://images/shoes")
     assert result.code == 2
