@@ -67,8 +67,7 @@ def preflight(sc, nodes: int, timeout_s: float = EXECUTOR_WAIT_S) -> None:
         raise StageError(
             f"spark.executor.cores={executor_cores} but spark.task.cpus={task_cpus}: two "
             "TensorFlow nodes could land on one executor and block each other; make them equal")
-    if int(conf.get("spark.task.maxFailures", "4")) != 1 and not conf.get(
-            "spark.master", "").startswith("local["):
+    if int(conf.get("spark.task.maxFailures", "4")) != 1:
         raise StageError("spark.task.maxFailures must be 1 for training: a retried node would "
                          "join a cluster that has moved on")
     available = wait_for_executors(sc, nodes, timeout_s)

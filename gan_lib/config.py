@@ -141,6 +141,12 @@ MASTER = re.compile(r"local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\s*\d+\s*,\s*\d
                     r"|yarn|(spark|k8s|mesos)://\S+")
 
 
+def path_part(uri: str) -> str:
+    """The path of a URI as Spark's file sources print it, names kept as they are: Spark does
+    not percent-encode them there, so a name holding '#' or '?' must not be parsed as a URL."""
+    return re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?", "", uri)
+
+
 def local_file_path(uri: str) -> str | None:
     """The absolute path of a ``file:`` URI in any of the forms Spark and Hadoop write
     (``file:/x``, ``file:///x``, ``file://localhost/x``), characters kept as written; None
@@ -167,8 +173,7 @@ def normalize_root(root: str) -> str:
     if not root or not str(root).strip():
         raise ConfigError("--root is empty; give a folder or a URI such as hdfs://nn:8020/gan")
     root = str(root)
-    scheme = urlsplit(root).scheme if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", root) else ""
-    if scheme == "file":
+    if urlsplit(root).scheme == "file":
         path = local_file_path(root)
         if path is None:
             raise ConfigError(f"--root {root!r}: a file: root needs an absolute path on this "
@@ -181,7 +186,7 @@ def normalize_root(root: str) -> str:
         raise ConfigError(
             f"--root {redact_url(root)!r} has scheme {parts.scheme!r}; use one of "
             + ", ".join(s + "://" for s in SUPPORTED_SCHEMES))
-    path = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*", "", root)
+    path = path_part(root)
     if any(ord(c) < 32 or ord(c) == 127 for c in root):
         raise ConfigError(f"--root {redact_url(root)!r} holds a control character (a tab or a "
                           "line break); choose a folder whose path has none")

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from gan_lib.config import ConfigError, Settings, file_uri, redact_url
+from gan_lib.config import ConfigError, Settings, file_uri, path_part, redact_url
 from gan_lib.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -45,12 +45,6 @@ def join(uri: str, *parts: str) -> str:
     path = path_part(uri)
     prefix = uri[:len(uri) - len(path)]
     return prefix + posixpath.join(path or "/", *[str(p).strip("/") for p in parts])
-
-
-def path_part(uri: str) -> str:
-    """The path of a URI as Spark's file sources print it, names kept as they are: Spark does
-    not percent-encode them there, so a name holding '#' or '?' must not be parsed as a URL."""
-    return re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?", "", uri)
 
 
 def local_path(uri: str) -> Path:
