@@ -16,6 +16,17 @@ the Frechet distance fell by about a third, and 1e-3 or 2e-3 gave no more
 minutes, are far from converged, and a larger step gets further in the same time; of the
 rates that did as well, the smallest is the safest for longer runs.
 
+When every training image has a label and there are at least two classes, ``dcgan``
+conditions both networks on the class (a class-conditional DCGAN): the generator reads the
+class from its noise (``class_of_noise``: the first value's normal quantile, so classes are
+equally likely and noise alone still determines an image) and gets it as a one-hot vector
+beside the noise; the discriminator adds to its logit the projection of the image's
+features on a learned embedding of the class (Miyato and Koyama, "cGANs with projection
+discriminator", 2018). For the same CPU budget on Fashion-MNIST this took the Frechet
+distance from 8.06 to 2.36 and the classifier score from 0.75 to 1.00 of the real images'
+(one run each, docs/BENCHMARKS.md). The unconditional networks are what
+``--no-conditional`` and unlabelled datasets get.
+
 ``tutorial``: TensorFlow's DCGAN tutorial, kept as the baseline the default must beat:
 5x5 kernels, Keras' default initialisation, dropout in the discriminator, Adam 1e-4 for
 both networks, batch 256.
@@ -31,7 +42,12 @@ Image sizes 28x28, 32x32 and 64x64 are supported, with 1 or 3 channels. Images e
 discriminator scaled to [-1, 1]; the generator ends in tanh.
 """
 
+import functools
+import math
+import statistics
 from dataclasses import dataclass
+
+import numpy as np
 
 SUPPORTED_SIZES = {28: (7, 2), 32: (4, 3), 64: (4, 4)}  # size -> (start size, upsamplings)
 
@@ -45,11 +61,12 @@ class Recipe:
     real_label: float
     kernel_size: int
     width: int = 64  # filters of the discriminator's first and the generator's last block
+    conditional: bool = False  # condition both networks on the class when there are labels
 
 
 RECIPES = {
     "dcgan": Recipe("dcgan", learning_rate=5e-4, beta_1=0.5, batch_size=64, real_label=0.9,
-                    kernel_size=4, width=32),
+                    kernel_size=4, width=32, conditional=True),
     "tutorial": Recipe("tutorial", learning_rate=1e-4, beta_1=0.9, batch_size=256,
                        real_label=1.0, kernel_size=5),
 }
@@ -63,6 +80,46 @@ def check_shape(image_size: int, channels: int) -> None:
         raise ValueError(f"{channels} channels are not supported; use 1 or 3")
 
 
+def class_of_noise(noise, classes: int):
+    """The class a conditional generator draws for each noise vector: the first value's
+    normal quantile cut into ``classes`` equal parts, so classes are equally likely under
+    normal noise and one noise vector always gives the same class."""
+    from keras import ops
+
+    uniform = 0.5 * (1.0 + ops.erf(noise[:, 0] / math.sqrt(2.0)))
+    return ops.minimum(ops.cast(ops.floor(uniform * classes), "int32"), classes - 1)
+
+
+def noise_for_classes(noise: np.ndarray, labels, classes: int) -> np.ndarray:
+    """``noise`` with its first value moved to the middle of each label's part, so that a
+    conditional generator draws that class (the inverse of ``class_of_noise``)."""
+    moved = np.array(noise, dtype=np.float32, copy=True)
+    normal = statistics.NormalDist()
+    moved[:, 0] = [normal.inv_cdf((int(label) + 0.5) / classes) for label in labels]
+    return moved
+
+
+@functools.cache
+def _class_one_hot_layer():
+    import keras
+
+    class ClassOneHot(keras.layers.Layer):
+        """Noise (N, latent_dim) -> one-hot (N, classes) of ``class_of_noise``."""
+
+        def __init__(self, classes, **kwargs):
+            super().__init__(**kwargs)
+            self.classes = classes
+
+        def call(self, noise):
+            from keras import ops
+            return ops.one_hot(class_of_noise(noise, self.classes), self.classes)
+
+        def get_config(self):
+            return {**super().get_config(), "classes": self.classes}
+
+    return ClassOneHot
+
+
 def _initializer(recipe: Recipe):
     import keras
     if recipe.name == "tutorial":
@@ -70,8 +127,17 @@ def _initializer(recipe: Recipe):
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
 
 
-def build_generator(latent_dim: int, image_size: int, channels: int, recipe: Recipe):
-    """Noise (N, latent_dim) -> images (N, size, size, channels) in [-1, 1]."""
+def is_conditional(recipe: Recipe, classes: int) -> bool:
+    return recipe.conditional and classes > 1
+
+
+def build_generator(latent_dim: int, image_size: int, channels: int, recipe: Recipe,
+                    classes: int = 0):
+    """Noise (N, latent_dim) -> images (N, size, size, channels) in [-1, 1].
+
+    Conditional (a conditional recipe and ``classes`` > 1): the class ``class_of_noise``
+    reads from the noise enters as a one-hot vector beside the noise, so the model still
+    maps noise alone to images."""
     import keras
     from keras import layers
 
@@ -82,7 +148,11 @@ def build_generator(latent_dim: int, image_size: int, channels: int, recipe: Rec
     init = _initializer(recipe)
     filters = recipe.width * 2 ** (upsamplings - 1)
     noise = keras.Input((latent_dim,), name="noise")
-    x = layers.Dense(start * start * filters, use_bias=False, kernel_initializer=init)(noise)
+    x = noise
+    if is_conditional(recipe, classes):
+        x = layers.Concatenate()([noise, _class_one_hot_layer()(classes)(noise)])
+        # state: latent_dim + classes
+    x = layers.Dense(start * start * filters, use_bias=False, kernel_initializer=init)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.Reshape((start, start, filters))(x)
@@ -100,8 +170,12 @@ def build_generator(latent_dim: int, image_size: int, channels: int, recipe: Rec
     return keras.Model(noise, images, name="generator")
 
 
-def build_discriminator(image_size: int, channels: int, recipe: Recipe):
-    """Images (N, size, size, channels) in [-1, 1] -> logits (N, 1) that the image is real."""
+def build_discriminator(image_size: int, channels: int, recipe: Recipe, classes: int = 0):
+    """Images (N, size, size, channels) in [-1, 1] -> logits (N, 1) that the image is real.
+
+    Conditional: inputs [images, class indices (N,)], and the logit gains the projection of
+    the image's features on a learned embedding of its class (Miyato and Koyama's
+    projection discriminator), one dot product per image."""
     import keras
     from keras import layers
 
@@ -123,9 +197,16 @@ def build_discriminator(image_size: int, channels: int, recipe: Recipe):
         x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.LeakyReLU(0.2)(x)
         # state: halved side x filters, e.g. 7 x 7 x 64 for 28x28
-    x = layers.Flatten()(x)
-    logits = layers.Dense(1, kernel_initializer=init)(x)
-    return keras.Model(images, logits, name="discriminator")
+    features = layers.Flatten()(x)
+    logits = layers.Dense(1, kernel_initializer=init)(features)
+    if not is_conditional(recipe, classes):
+        return keras.Model(images, logits, name="discriminator")
+    labels = keras.Input((), dtype="int32", name="labels")
+    embedded = layers.Embedding(classes, features.shape[-1], embeddings_initializer=init)(labels)
+    projection = layers.Dot(axes=1)([embedded, features])
+    # state: (N, 1), added to the unconditional logit
+    logits = layers.Add()([logits, projection])
+    return keras.Model([images, labels], logits, name="discriminator")
 
 
 def _tutorial_generator(latent_dim: int, image_size: int, channels: int):

@@ -66,6 +66,7 @@ class TrainOptions:
     threads: int = 1
     pin_cores: bool = False      # pin each node to its own cores of its host
     xla: bool = True             # compile each node's forward and backward pass with XLA
+    conditional: bool = True     # condition on the dataset's classes when the recipe does
     export: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -145,20 +146,23 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 class GanTrainer:
     """Networks, optimisers and the compiled distributed step of one node."""
 
-    def __init__(self, strategy, options: TrainOptions, image_shape, recipe):
+    def __init__(self, strategy, options: TrainOptions, image_shape, recipe, classes=0):
         import keras
         import tensorflow as tf
         from gan_lib import models
 
         self.strategy, self.options, self.recipe = strategy, options, recipe
         self.image_shape = image_shape
+        # The number of classes the networks are conditioned on; 0 when they are not.
+        self.classes = classes if (options.conditional
+                                   and models.is_conditional(recipe, classes)) else 0
         self.global_batch = options.batch_size or recipe.batch_size
         learning_rate = options.learning_rate or recipe.learning_rate
         with strategy.scope():
             self.generator = models.build_generator(
-                options.latent_dim, image_shape[0], image_shape[2], recipe)
+                options.latent_dim, image_shape[0], image_shape[2], recipe, self.classes)
             self.discriminator = models.build_discriminator(image_shape[0], image_shape[2],
-                                                            recipe)
+                                                            recipe, self.classes)
             self.g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=recipe.beta_1)
             self.d_optimizer = keras.optimizers.Adam(learning_rate, beta_1=recipe.beta_1)
             self.g_optimizer.build(self.generator.trainable_variables)
@@ -178,7 +182,7 @@ class GanTrainer:
         self._average = tf.function(
             lambda: strategy.run(self._replica_average_statistics))
 
-    def _replica_step(self, real, poison):
+    def _replica_step(self, real, labels, poison):
         """One node's half of a step: losses and gradients of its own batch, then a single
         all-reduce that sums both networks' gradients and the four logged values over every
         node (one collective per step instead of one per network and one per value)."""
@@ -187,7 +191,7 @@ class GanTrainer:
         # Drawn outside the compiled function with TensorFlow's own random kernels, so
         # under a TensorFlow seed a step draws the same noise with XLA as without it.
         noise = tf.random.normal((tf.shape(real)[0], self.options.latent_dim))
-        *gradients, logged = self._gradients(real, noise)
+        *gradients, logged = self._gradients(real, labels, noise)
         # The poison (for the guard's tests) changes the logged losses only, as a constant
         # added to a loss leaves its gradients as they are.
         logged = logged + tf.stack([poison, poison, 0.0, 0.0])
@@ -195,15 +199,23 @@ class GanTrainer:
         return tf.distribute.get_replica_context().all_reduce(
             tf.distribute.ReduceOp.SUM, gradients + [logged])
 
-    def _losses_and_gradients(self, real, noise):
+    def _losses_and_gradients(self, real, labels, noise):
         """Both networks' gradients and the logged values [D loss, G loss, D(x), D(G(z))] of
-        one node's batch, each divided by the global batch."""
+        one node's batch, each divided by the global batch. Conditional networks judge each
+        real image with its own label and each generated one with the class its noise
+        drew."""
         import tensorflow as tf
+        from gan_lib import models
+
+        def judge(images, classes):
+            inputs = [images, classes] if self.classes else images
+            return self.discriminator(inputs, training=True)
 
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = self.generator(noise, training=True)
-            real_logits = self.discriminator(real, training=True)
-            fake_logits = self.discriminator(fake, training=True)
+            real_logits = judge(real, labels)
+            fake_logits = judge(fake, models.class_of_noise(noise, self.classes)
+                                if self.classes else None)
             real_targets = tf.fill(tf.shape(real_logits), self.recipe.real_label)
             d_per_example = (
                 tf.nn.sigmoid_cross_entropy_with_logits(real_targets, real_logits)
@@ -217,10 +229,13 @@ class GanTrainer:
         g_gradients = g_tape.gradient(g_loss, self.generator.trainable_variables)
         d_real = tf.reduce_sum(tf.sigmoid(real_logits)) / self.global_batch
         d_fake = tf.reduce_sum(tf.sigmoid(fake_logits)) / self.global_batch
-        return d_gradients + g_gradients + [tf.stack([d_loss, g_loss, d_real, d_fake])]
+        # The class embedding's gradient comes as IndexedSlices; dense, it is all-reduced
+        # with the others in the one collective (it is only classes x features).
+        gradients = [tf.convert_to_tensor(g) for g in d_gradients + g_gradients]
+        return gradients + [tf.stack([d_loss, g_loss, d_real, d_fake])]
 
-    def _distributed_step(self, real, poison):
-        reduced = self.strategy.run(self._replica_step, args=(real, poison))
+    def _distributed_step(self, real, labels, poison):
+        reduced = self.strategy.run(self._replica_step, args=(real, labels, poison))
         d_count = len(self.discriminator.trainable_variables)
         # Applied outside strategy.run: there Keras' optimizer sees the default replica
         # context, whose all-reduce over its single replica leaves the gradients as they
@@ -248,9 +263,16 @@ class GanTrainer:
         if self.statistics:
             self._average()
 
-    def step(self, real_batch, poison=0.0):
+    def step(self, real_batch, labels=None, poison=0.0):
+        """One training step on a node's batch (model range) and its label indices (needed
+        when the networks are conditional; ignored otherwise)."""
         import tensorflow as tf
-        return [float(v) for v in self._step(real_batch, tf.constant(poison, tf.float32))]
+        if labels is None:
+            if self.classes:
+                raise ValueError("conditional networks need the batch's labels")
+            labels = tf.zeros(tf.shape(real_batch)[:1], tf.int32)
+        return [float(v) for v in self._step(real_batch, tf.cast(labels, tf.int32),
+                                             tf.constant(poison, tf.float32))]
 
     # State in and out of plain arrays, so checkpoints need no collective operation.
     def state(self) -> dict:
@@ -306,8 +328,8 @@ def _read_checkpoint(data: bytes):
     return arrays, meta["progress"], meta["history"], fixed_noise, meta.get("step_points", [])
 
 
-def latest_checkpoint(store, run_uri: str):
-    """(checkpoint URI, progress) of a run's newest checkpoint, or (None, None).
+def latest_checkpoint(store, run_uri: str) -> str | None:
+    """The URI of a run's newest checkpoint, or None; the file itself is not read.
 
     ``checkpoints/latest.json`` names it. WebHDFS renames only onto a free name, so the
     pointer is deleted before its new copy is renamed into place; a run killed between the
@@ -316,13 +338,9 @@ def latest_checkpoint(store, run_uri: str):
     from gan_lib import storage
     pointer = storage.join(run_uri, "checkpoints", "latest.json")
     if store.exists(pointer):
-        latest = json.loads(store.read_text(pointer))
-        return storage.join(run_uri, "checkpoints", latest["file"]), latest["progress"]
+        return storage.join(run_uri, "checkpoints", json.loads(store.read_text(pointer))["file"])
     names = _checkpoint_names(store, run_uri)
-    if not names:
-        return None, None
-    uri = storage.join(run_uri, "checkpoints", names[-1])
-    return uri, _read_checkpoint(store.read_bytes(uri))[1]
+    return storage.join(run_uri, "checkpoints", names[-1]) if names else None
 
 
 def _checkpoint_names(store, run_uri) -> list[str]:
@@ -365,20 +383,19 @@ class _Loop:
         self.cores = cores
         self.is_chief = rank == 0
         self.store = storage.open_storage(options.run_uri, options.settings)
-        images, _ = datasets.load_split(options.settings, options.dataset, "train")
+        images, labels = datasets.load_split(options.settings, options.dataset, "train")
         if options.max_images:
-            images = images[:options.max_images]
-        self.images = images
+            images, labels = images[:options.max_images], labels[:options.max_images]
+        self.images, self.labels = images, labels
         self.recipe = models.RECIPES[options.recipe]
-        self.trainer = GanTrainer(strategy, options, images.shape[1:], self.recipe)
+        self.trainer = GanTrainer(strategy, options, images.shape[1:], self.recipe,
+                                  class_count(labels))
         self.steps_per_epoch = len(images) // self.trainer.global_batch
         if self.steps_per_epoch == 0:
             raise ValueError(f"the dataset has {len(images)} images, fewer than one global "
                              f"batch of {self.trainer.global_batch}; lower --batch-size")
         self.per_node_batch = self.trainer.global_batch // nodes
-        rng = np.random.default_rng(options.seed)
-        self.fixed_noise = rng.standard_normal(
-            (options.sample_count, options.latent_dim)).astype(np.float32)
+        self.fixed_noise = grid_noise(options, self.trainer.classes)
         self.progress = {"epoch": 0, "step": 0, "seed": options.seed, "rollbacks": 0,
                          "learning_rate": self.trainer.learning_rate}
         self.history = []
@@ -390,7 +407,7 @@ class _Loop:
         self._remember_good_state()
 
     def _resume(self):
-        uri, _ = latest_checkpoint(self.store, self.options.run_uri)
+        uri = latest_checkpoint(self.store, self.options.run_uri)
         if uri is None:
             raise ValueError(f"run {self.options.run_id} has no checkpoint to resume from")
         arrays, progress, history, fixed_noise, step_points = _read_checkpoint(
@@ -429,7 +446,8 @@ class _Loop:
         the nodes trained in lock step."""
         from gan_lib import storage
         report = {"rank": self.rank, "nodes": self.nodes, "step": self.progress["step"],
-                  "generator_checksum": weights_checksum(self.trainer), "cores": self.cores}
+                  "generator_checksum": weights_checksum(self.trainer), "cores": self.cores,
+                  "classes": self.trainer.classes}
         self.store.write_text(storage.join(self.options.run_uri, "nodes",
                                            f"rank-{self.rank}.json"), json.dumps(report))
 
@@ -438,19 +456,20 @@ class _Loop:
                                 self.options.seed)
         for step in range(self.steps_per_epoch):
             chosen = np.sort(indices[step * self.per_node_batch:(step + 1) * self.per_node_batch])
-            yield to_model_range(self.images[chosen])
+            yield to_model_range(self.images[chosen]), self.labels[chosen]
 
     def _train_epoch(self, clock, total_steps, started_epoch):
         options, epoch = self.options, self.progress["epoch"]
         sums = np.zeros(4)
         window = np.zeros(4)
         epoch_clock = time.monotonic()
-        for index, batch in enumerate(self._epoch_batches(epoch)):
+        for index, (batch, labels) in enumerate(self._epoch_batches(epoch)):
             step = self.progress["step"] + 1
             if step == options.fail_at_step and self.is_chief:
                 raise RuntimeError(f"injected failure at step {step} (--fail-at-step)")
             poison = float("nan") if step == options.inject_nan_at_step else 0.0
-            values = np.array(self.trainer.step(self._distribute(batch), poison))
+            values = np.array(self.trainer.step(self._distribute(batch),
+                                                self._distribute(labels), poison))
             self.progress["step"] = step
             sums += values
             window += values
@@ -528,7 +547,8 @@ class _Loop:
         from gan_lib import storage, visuals
         options = self.options
         epoch = row["epoch"]
-        grid = visuals.image_grid(self.trainer.samples(self.fixed_noise))
+        grid = visuals.image_grid(self.trainer.samples(self.fixed_noise),
+                                  columns=self.trainer.classes or None)
         self.store.write_bytes(storage.join(options.run_uri, "samples", f"epoch-{epoch:04d}.png"),
                                visuals.to_png_bytes(grid))
         name = f"epoch-{epoch:04d}.npz"
@@ -568,6 +588,27 @@ class _Loop:
             export_generator(self.trainer, options, self.store)
 
 
+def class_count(labels: np.ndarray) -> int:
+    """The number of classes to condition on: one more than the largest label index, or 0
+    when any image has no label."""
+    if len(labels) == 0 or labels.min() < 0:
+        return 0
+    return int(labels.max()) + 1
+
+
+def grid_noise(options: TrainOptions, classes: int) -> np.ndarray:
+    """The noise of every sample grid, drawn from the run's seed. With conditional networks
+    sample i shows class i modulo the class count, so each row of a grid as wide as the
+    class count shows one of each class."""
+    from gan_lib import models
+
+    noise = np.random.default_rng(options.seed).standard_normal(
+        (options.sample_count, options.latent_dim)).astype(np.float32)
+    if not classes:
+        return noise
+    return models.noise_for_classes(noise, np.arange(options.sample_count) % classes, classes)
+
+
 def weights_checksum(trainer: GanTrainer) -> str:
     """A short fingerprint of the generator's weights (equal on every node in lock step)."""
     total = sum(float(np.sum(np.asarray(w.numpy(), dtype=np.float64)))
@@ -579,19 +620,25 @@ def export_generator(trainer: GanTrainer, options: TrainOptions, store) -> None:
     """Save the generator as a SavedModel that ``hub.load`` opens.
 
     Signature ``serving_default``: ``noise`` float32 (N, latent_dim) -> ``images`` uint8
-    (N, H, W, C) in 0..255, the preprocessed dataset's range. The model is rebuilt outside the
-    distribution strategy so that the export holds plain variables.
+    (N, H, W, C) in 0..255, the preprocessed dataset's range. A conditional generator also
+    has ``generate_class``: ``noise`` and ``labels`` int32 (N,) -> ``images`` of those
+    classes, and ``class_count`` holds its number of classes (0 when unconditional). The
+    model is rebuilt outside the distribution strategy so that the export holds plain
+    variables.
     """
     import tensorflow as tf
     from gan_lib import models, storage
 
     plain = models.build_generator(options.latent_dim, trainer.image_shape[0],
-                                   trainer.image_shape[2], trainer.recipe)
+                                   trainer.image_shape[2], trainer.recipe, trainer.classes)
     plain.set_weights([np.asarray(w.numpy()) for w in trainer.generator.weights])
-    module = GeneratorModule(plain, options.latent_dim, trainer.image_shape)
+    module = GeneratorModule(plain, options.latent_dim, trainer.image_shape, trainer.classes)
+    signatures = {"serving_default": module.generate}
+    if trainer.classes:
+        signatures["generate_class"] = module.generate_class
     with tempfile.TemporaryDirectory(prefix="export-") as folder:
         path = os.path.join(folder, "generator")
-        tf.saved_model.save(module, path, signatures={"serving_default": module.generate})
+        tf.saved_model.save(module, path, signatures=signatures)
         store.upload_dir(path, storage.join(options.run_uri, "generator"),
                          progress="export: generator")
     logger.info("exported the generator to %s", storage.join(options.run_uri, "generator"))
@@ -601,14 +648,29 @@ def _generator_module_class():
     import tensorflow as tf
 
     class GeneratorModule(tf.Module):
-        def __init__(self, generator, latent_dim, image_shape):
+        def __init__(self, generator, latent_dim, image_shape, classes):
             super().__init__(name="generator")
             self.generator = generator
             self.latent_dim = tf.Variable(latent_dim, trainable=False, dtype=tf.int32)
             self.image_shape = tf.Variable(list(image_shape), trainable=False, dtype=tf.int32)
-            self.generate = tf.function(
-                self._generate,
-                input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name="noise")])
+            self.class_count = tf.Variable(classes, trainable=False, dtype=tf.int32)
+            self.classes = classes
+            noise_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="noise")
+            self.generate = tf.function(self._generate, input_signature=[noise_spec])
+            if classes:
+                self.generate_class = tf.function(
+                    self._generate_class,
+                    input_signature=[noise_spec, tf.TensorSpec([None], tf.int32, name="labels")])
+
+        def _generate_class(self, noise, labels):
+            """The noise's first value moved to the middle of each label's share of the
+            normal distribution (the inverse of models.class_of_noise)."""
+            tf.debugging.assert_non_negative(labels, message="labels must be at least 0")
+            tf.debugging.assert_less(labels, self.classes,
+                                     message="labels must be below the class count")
+            middle = (tf.cast(labels, tf.float32) + 0.5) / self.classes
+            first = tf.math.ndtri(middle)[:, None]
+            return self._generate(tf.concat([first, noise[:, 1:]], axis=1))
 
         def _generate(self, noise):
             images = self.generator(noise, training=False)
@@ -618,8 +680,8 @@ def _generator_module_class():
     return GeneratorModule
 
 
-def GeneratorModule(generator, latent_dim, image_shape):
-    return _generator_module_class()(generator, latent_dim, image_shape)
+def GeneratorModule(generator, latent_dim, image_shape, classes=0):
+    return _generator_module_class()(generator, latent_dim, image_shape, classes)
 
 
 def _prune_checkpoints(store, run_uri, keep):

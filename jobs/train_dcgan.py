@@ -47,6 +47,10 @@ def build_parser():
     parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=True,
                         help="compile each node's forward and backward pass with XLA "
                              "(default: on; --no-xla runs TensorFlow's own kernels)")
+    parser.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=True,
+                        help="condition both networks on the dataset's classes when every "
+                             "image has a label and the recipe is conditional (default: on; "
+                             "--no-conditional ignores the labels)")
     parser.add_argument("--fail-at-step", type=int, default=-1, help=argparse.SUPPRESS)
     parser.add_argument("--inject-nan-at-step", type=int, default=-1, help=argparse.SUPPRESS)
     return parser
@@ -61,7 +65,7 @@ def run(args, settings):
     run_uri = run_dir(settings, run_id)
     store = storage.open_storage(run_uri, settings)
     if args.resume:
-        if training.latest_checkpoint(store, run_uri)[0] is None:
+        if training.latest_checkpoint(store, run_uri) is None:
             raise StageError(f"--resume {run_id}: no checkpoint under {run_uri}")
         for leftover in storage.remove_temporaries(store, run_uri):
             common.logger.info("removed %s, left by the interrupted run", redact_url(leftover))
@@ -73,7 +77,8 @@ def run(args, settings):
         sample_count=args.sample_count, log_every=args.log_every, seed=args.seed,
         resume=bool(args.resume), fail_at_step=args.fail_at_step,
         inject_nan_at_step=args.inject_nan_at_step, threads=settings.executor_cores,
-        pin_cores=_pin_cores(args.pin_cores, settings), xla=args.xla)
+        pin_cores=_pin_cores(args.pin_cores, settings), xla=args.xla,
+        conditional=args.conditional)
     stage = StageRun("train", run_id, parameters=training.options_dict(options),
                      lineage={"dataset": args.dataset})
     with common.spark_stage(settings, stage, f"hdp-gan train {run_id}", training=True) as spark:

@@ -69,6 +69,18 @@ def test_exported_generator_loads_with_hub_and_draws_dataset_range_images(traine
     assert tuple(images.shape) == (5, 28, 28, 1)
 
 
+def test_labelled_fashion_mnist_conditions_the_networks_on_its_ten_classes(trained):
+    import tensorflow_hub as hub
+
+    root, summary = trained
+    run = _run_folder(root, summary["run_id"])
+    nodes = [json.loads(p.read_text()) for p in sorted((run / "nodes").glob("rank-*.json"))]
+    assert [node["classes"] for node in nodes] == [10, 10]
+    module = hub.load(str(run / "generator"))
+    assert int(module.class_count.numpy()) == 10
+    assert "generate_class" in module.signatures
+
+
 @pytest.fixture(scope="module")
 def resumed(trained, job):
     """The two-epoch run continued to a third epoch: (first epochs' metrics, job result)."""

@@ -48,6 +48,64 @@ def test_networks_have_the_requested_image_shape(size, channels):
     assert discriminator.output_shape == (None, 1)
 
 
+def test_class_of_noise_gives_each_class_an_equal_share_of_normal_noise():
+    noise = np.random.default_rng(0).standard_normal((50_000, 4)).astype(np.float32)
+    shares = np.bincount(np.asarray(models.class_of_noise(noise, 10)), minlength=10) / 50_000
+    np.testing.assert_allclose(shares, 0.1, atol=0.005)
+
+
+def test_noise_for_classes_makes_class_of_noise_return_the_requested_classes():
+    noise = np.random.default_rng(1).standard_normal((30, 4)).astype(np.float32)
+    wanted = np.random.default_rng(2).integers(0, 7, 30)
+    moved = models.noise_for_classes(noise, wanted, 7)
+    assert np.array_equal(np.asarray(models.class_of_noise(moved, 7)), wanted)
+    assert np.array_equal(moved[:, 1:], noise[:, 1:])
+
+
+def test_conditional_discriminator_judges_one_image_differently_under_each_label():
+    discriminator = models.build_discriminator(28, 1, models.RECIPES["dcgan"], classes=10)
+    images = np.repeat(np.random.default_rng(0).uniform(-1, 1, (1, 28, 28, 1)), 10, axis=0)
+    logits = discriminator([images, np.arange(10, dtype=np.int32)], training=False)
+    assert len(np.unique(np.round(np.asarray(logits), 6))) == 10
+
+
+@pytest.mark.parametrize("recipe, labels, conditional, classes", [
+    ("dcgan", [0, 1, 2, 9], True, 10),
+    ("dcgan", [0, 1, -1, 9], True, 0),     # an image without a label
+    ("dcgan", [0, 0, 0, 0], True, 0),      # a single class
+    ("dcgan", [0, 1, 2, 9], False, 0),     # --no-conditional
+    ("tutorial", [0, 1, 2, 9], True, 0)])  # the tutorial's networks never are
+def test_networks_are_conditioned_on_the_labels_only_when_every_image_has_one_of_several(
+        recipe, labels, conditional, classes):
+    import tensorflow as tf
+    options = training.TrainOptions(run_id="u", run_uri="file:///tmp/u", dataset="u",
+                                    settings=None, recipe=recipe, batch_size=4, latent_dim=8,
+                                    conditional=conditional)
+    trainer = training.GanTrainer(tf.distribute.MultiWorkerMirroredStrategy(), options,
+                                  (28, 28, 1), models.RECIPES[recipe],
+                                  training.class_count(np.array(labels)))
+    assert trainer.classes == classes
+    assert len(trainer.discriminator.inputs) == (2 if classes else 1)
+
+
+def test_a_conditional_step_without_the_batchs_labels_is_refused():
+    import tensorflow as tf
+    options = training.TrainOptions(run_id="u", run_uri="file:///tmp/u", dataset="u",
+                                    settings=None, batch_size=4, latent_dim=8)
+    trainer = training.GanTrainer(tf.distribute.MultiWorkerMirroredStrategy(), options,
+                                  (28, 28, 1), models.RECIPES["dcgan"], classes=10)
+    with pytest.raises(ValueError, match="labels"):
+        trainer.step(tf.zeros((4, 28, 28, 1)))
+
+
+def test_sample_grid_noise_draws_the_classes_in_order_along_each_row():
+    options = training.TrainOptions(run_id="u", run_uri="file:///tmp/u", dataset="u",
+                                    settings=None, sample_count=25, latent_dim=8)
+    noise = training.grid_noise(options, 10)
+    assert noise.shape == (25, 8)
+    assert np.array_equal(np.asarray(models.class_of_noise(noise, 10)), np.arange(25) % 10)
+
+
 def test_unsupported_image_size_names_the_supported_ones():
     with pytest.raises(ValueError, match=r"\[28, 32, 64\]"):
         models.build_generator(16, 48, 1, models.RECIPES["dcgan"])
@@ -69,9 +127,10 @@ def _loop(tmp_path, **overrides):
     loop.options, loop.rank, loop.nodes, loop.is_chief, loop.cores = options, 0, 1, True, None
     loop.strategy = tf.distribute.MultiWorkerMirroredStrategy()
     loop.store = storage.open_storage(options.run_uri)
-    loop.images = images
+    loop.images, loop.labels = images, np.arange(len(images), dtype=np.int32) % 10
     loop.recipe = models.RECIPES["dcgan"]
-    loop.trainer = training.GanTrainer(loop.strategy, options, images.shape[1:], loop.recipe)
+    loop.trainer = training.GanTrainer(loop.strategy, options, images.shape[1:], loop.recipe,
+                                       training.class_count(loop.labels))
     loop.steps_per_epoch = len(images) // loop.trainer.global_batch
     loop.per_node_batch = loop.trainer.global_batch
     loop.fixed_noise = np.zeros((6, 8), np.float32)
@@ -107,6 +166,7 @@ def test_xla_compiled_steps_give_the_gradients_and_losses_of_tensorflows_own_ker
     random generator differs, so only the default recipe can be compared exactly.)"""
     import tensorflow as tf
     real = tf.constant(np.random.default_rng(3).uniform(-1, 1, (16, 28, 28, 1)), tf.float32)
+    labels = tf.constant(np.arange(16) % 10, tf.int32)
     noise = tf.constant(np.random.default_rng(4).standard_normal((16, 8)), tf.float32)
     results = {}
     for xla in (True, False):
@@ -114,16 +174,16 @@ def test_xla_compiled_steps_give_the_gradients_and_losses_of_tensorflows_own_ker
         options = training.TrainOptions(run_id="u", run_uri="file:///tmp/u", dataset="u",
                                         settings=None, batch_size=16, latent_dim=8, xla=xla)
         trainer = training.GanTrainer(tf.distribute.MultiWorkerMirroredStrategy(), options,
-                                      (28, 28, 1), models.RECIPES["dcgan"])
+                                      (28, 28, 1), models.RECIPES["dcgan"], classes=10)
         if xla:
             start = trainer.state()
         else:
             trainer.load_state(start)
-        gradients = trainer.strategy.run(trainer._gradients, args=(real, noise))
+        gradients = trainer.strategy.run(trainer._gradients, args=(real, labels, noise))
         gradients = [np.asarray(trainer.strategy.experimental_local_results(g)[0])
                      for g in gradients]
         trainer.load_state(start)  # the gradient pass moved the moving statistics
-        results[xla] = gradients, [trainer.step(real) for _ in range(3)]
+        results[xla] = gradients, [trainer.step(real, labels) for _ in range(3)]
     for compiled, plain in zip(results[True][0], results[False][0]):
         np.testing.assert_allclose(compiled, plain, rtol=0, atol=1e-5 * np.abs(plain).max())
     np.testing.assert_allclose(results[True][1], results[False][1], rtol=1e-3, atol=1e-4)
@@ -149,12 +209,12 @@ def test_training_stops_with_a_message_after_the_last_roll_back(tmp_path):
 def test_checkpoint_restores_networks_optimisers_and_progress(tmp_path):
     loop = _loop(tmp_path)
     loop.run()
-    uri, progress = training.latest_checkpoint(loop.store, loop.options.run_uri)
-    assert progress["epoch"] == 1 and progress["step"] == 4
+    uri = training.latest_checkpoint(loop.store, loop.options.run_uri)
     saved = loop.trainer.state()
     fresh = _loop(tmp_path)
     arrays, progress, history, noise, _ = training._read_checkpoint(
         loop.store.read_bytes(uri))
+    assert progress["epoch"] == 1 and progress["step"] == 4
     fresh.trainer.load_state(arrays)
     restored = fresh.trainer.state()
     assert set(saved) == set(restored)
@@ -170,9 +230,10 @@ def test_a_run_whose_checkpoint_pointer_was_lost_resumes_from_its_newest_checkpo
     run_uri = loop.options.run_uri
     loop.store.delete(storage.join(run_uri, "checkpoints", "latest.json"))
 
-    uri, progress = training.latest_checkpoint(loop.store, run_uri)
+    uri = training.latest_checkpoint(loop.store, run_uri)
 
     assert uri.endswith("/checkpoints/epoch-0002.npz")
+    progress = training._read_checkpoint(loop.store.read_bytes(uri))[1]
     assert progress["epoch"] == 2 and progress["step"] == 8
 
 
@@ -190,7 +251,7 @@ def test_each_epoch_writes_a_sample_grid_and_the_run_a_gif_and_loss_curve(tmp_pa
 def test_loss_curve_follows_every_logged_step_and_survives_a_resume(tmp_path):
     loop = _loop(tmp_path, epochs=1, log_every=1)
     loop.run()
-    uri, _ = training.latest_checkpoint(loop.store, loop.options.run_uri)
+    uri = training.latest_checkpoint(loop.store, loop.options.run_uri)
     *_, step_points = training._read_checkpoint(loop.store.read_bytes(uri))
     assert [point["step"] for point in step_points] == [1, 2, 3, 4]
 
@@ -227,3 +288,24 @@ def test_exported_generator_opens_with_hub_load_and_returns_uint8_images(tmp_pat
     module = hub.load(str(storage.local_path(loop.options.run_uri) / "generator"))
     images = module.signatures["serving_default"](noise=tf.zeros((3, 8)))["images"]
     assert images.dtype == tf.uint8 and tuple(images.shape) == (3, 28, 28, 1)
+
+
+def test_exported_conditional_generator_draws_the_requested_classes_with_generate_class(
+        tmp_path):
+    import tensorflow as tf
+    import tensorflow_hub as hub
+
+    loop = _loop(tmp_path)
+    training.export_generator(loop.trainer, loop.options, loop.store)
+    module = hub.load(str(storage.local_path(loop.options.run_uri) / "generator"))
+    noise = np.random.default_rng(5).standard_normal((6, 8)).astype(np.float32)
+    labels = np.array([3, 0, 9, 3, 5, 1], np.int32)
+    chosen = module.signatures["generate_class"](noise=tf.constant(noise),
+                                                 labels=tf.constant(labels))["images"]
+    moved = models.noise_for_classes(noise, labels, 10)
+    expected = module.signatures["serving_default"](noise=tf.constant(moved))["images"]
+    assert int(module.class_count.numpy()) == 10
+    assert np.abs(chosen.numpy().astype(int) - expected.numpy().astype(int)).max() <= 1
+    with pytest.raises(tf.errors.InvalidArgumentError, match="below the class count"):
+        module.signatures["generate_class"](noise=tf.constant(noise[:1]),
+                                            labels=tf.constant([10], tf.int32))

@@ -2,14 +2,16 @@
 
 Each recipe trains in its own process on the 60,000 Fashion-MNIST training images until the
 process has used ``--cpu-seconds`` of CPU time (all threads counted), then draws 10,000
-samples. The two processes run side by side, each with ``--threads`` TensorFlow threads
-(1 by default, as each of the training job's one-core workers runs) and pinned to its own
-core when there are as many cores as processes. The reference classifier (trained here on
-the training split, or given with ``--classifier``) scores both sample sets and the 10,000
-real test images: Frechet distance on its features, classifier score beside the real
-split's.
+samples. The default and the tutorial's recipe run side by side, each with ``--threads``
+TensorFlow threads (1 by default, as each of the training job's one-core workers runs) and
+pinned to its own core when there are two cores or more; then the default recipe without
+the class labels (``--no-conditional``) runs alone, so that the table shows what the labels
+bring. The reference classifier (trained here on the training split, or given with
+``--classifier``) scores every sample set and the 10,000 real test images: Frechet distance
+on its features, classifier score beside the real split's.
 
     python scripts/bench/quality.py [--cpu-seconds 600] [--classifier HANDLE] [--threads 1]
+                                    [--skip-unconditional]
 """
 
 import argparse
@@ -33,20 +35,23 @@ changes, threads = json.loads(sys.argv[4]), int(sys.argv[5])
 if threads:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-pixels = datasets.load_fashion_mnist(split="train")[0][:, :, :, None]
+pixels, labels = datasets.load_fashion_mnist(split="train")
+pixels = pixels[:, :, :, None]
 options = training.TrainOptions(run_id="q", run_uri="file:///tmp/q", dataset="q", settings=None,
                                 recipe=recipe)
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 trainer = training.GanTrainer(strategy, options, pixels.shape[1:],
-                              dataclasses.replace(models.RECIPES[recipe], **changes))
+                              dataclasses.replace(models.RECIPES[recipe], **changes),
+                              training.class_count(labels))
 batch = trainer.global_batch
 rng = np.random.default_rng(0)
 start_cpu, steps, epoch = time.process_time(), 0, 0
 while time.process_time() - start_cpu < budget:
     order = rng.permutation(len(pixels))
     for first in range(0, len(order) - batch + 1, batch):
-        chosen = pixels[np.sort(order[first:first + batch])]
-        trainer.step(tf.constant(training.to_model_range(chosen)))
+        chosen = np.sort(order[first:first + batch])
+        trainer.step(tf.constant(training.to_model_range(pixels[chosen])),
+                     tf.constant(labels[chosen]))
         steps += 1
         if time.process_time() - start_cpu >= budget:
             break
@@ -125,22 +130,33 @@ def main():
     parser.add_argument("--classifier", default=None, help="classifier handle to score with")
     parser.add_argument("--threads", type=int, default=1,
                         help="TensorFlow threads per training process (0: TensorFlow's default)")
+    parser.add_argument("--skip-unconditional", action="store_true",
+                        help="leave out the third run, the default recipe without labels")
     args = parser.parse_args()
-    recipes = ("dcgan", "tutorial")
+    # (name, recipe, changes to its fields); the first two run side by side, the third after.
+    variants = [("dcgan", "dcgan", {}), ("tutorial", "tutorial", {})]
+    if not args.skip_unconditional:
+        variants.append(("dcgan, unconditional", "dcgan", {"conditional": False}))
     cores = sorted(os.sched_getaffinity(0))
-    pinned = cores if args.threads == 1 and len(cores) >= len(recipes) else [None] * len(recipes)
+    side_by_side = 2
+    pinned = cores[:side_by_side] if args.threads == 1 and len(cores) >= side_by_side else [None]
     with tempfile.TemporaryDirectory(prefix="quality-") as scratch:
         scratch = Path(scratch)
         handle = reference_classifier(args.classifier, scratch)
-        started = {recipe: start_training(recipe, args.cpu_seconds, scratch / f"{recipe}.npy",
-                                          threads=args.threads, core=core)
-                   for recipe, core in zip(recipes, pinned)}
         runs = {}
-        for recipe, process in started.items():
-            runs[recipe] = finish_training(process, recipe)
-            print(recipe, runs[recipe], flush=True)
+        for first in range(0, len(variants), side_by_side):
+            started = {
+                name: start_training(recipe, args.cpu_seconds, scratch / f"{index}.npy",
+                                     changes, threads=args.threads,
+                                     core=pinned[index % len(pinned)])
+                for index, (name, recipe, changes) in enumerate(variants)
+                if first <= index < first + side_by_side}
+            for name, process in started.items():
+                runs[name] = finish_training(process, name)
+                print(name, runs[name], flush=True)
         scorer = Scorer(handle)
-        scores = {recipe: scorer.score(np.load(scratch / f"{recipe}.npy")) for recipe in runs}
+        scores = {name: scorer.score(np.load(scratch / f"{index}.npy"))
+                  for index, (name, _, _) in enumerate(variants)}
         real_score = scorer.real_score
 
     ratio = scores["tutorial"]["frechet"] / scores["dcgan"]["frechet"]
@@ -148,18 +164,21 @@ def main():
         "## Quality for the same compute: default recipe against the TF tutorial's",
         "",
         f"Command: `{command_line()}` ({machine()}). Each recipe trained in its own process, "
-        f"{threads_used(args.threads)}, the two side by side, until it had used "
+        f"{threads_used(args.threads)}, two side by side, until it had used "
         f"{args.cpu_seconds:.0f} CPU-seconds (all threads), then drew 10,000 samples; the "
-        "reference classifier scored them against the 10,000 real test images.",
+        "reference classifier scored them against the 10,000 real test images. The default "
+        "recipe conditions both networks on Fashion-MNIST's ten classes, which the tutorial's "
+        "does not use; `dcgan, unconditional` (run after the other two, alone) is the default "
+        "recipe with the labels left out (`--no-conditional`).",
         "",
         "| recipe | steps | images seen | Frechet distance | classifier score "
         "| share of real score |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for recipe, run in runs.items():
-        lines.append(f"| {recipe} | {run['steps']:,} | {run['images_seen']:,} | "
-                     f"{scores[recipe]['frechet']:.2f} | {scores[recipe]['score']:.2f} | "
-                     f"{scores[recipe]['score'] / real_score:.2f} |")
+    for name, run in runs.items():
+        lines.append(f"| {name} | {run['steps']:,} | {run['images_seen']:,} | "
+                     f"{scores[name]['frechet']:.2f} | {scores[name]['score']:.2f} | "
+                     f"{scores[name]['score'] / real_score:.2f} |")
     lines += ["", f"Real test split: classifier score {real_score:.2f}. The tutorial's Frechet "
               f"distance is {ratio:.1f} times the default recipe's."]
     write_section("quality", "\n".join(lines))
