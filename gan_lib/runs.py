@@ -38,15 +38,19 @@ def run_dir(settings: Settings, run_id: str) -> str:
 @contextlib.contextmanager
 def staging_folder(settings: Settings, run_id: str):
     """The run's scratch folder (``<run>/staging``), removed when the block ends, whether the
-    run succeeded or not; a failed removal is logged, not raised, so that it never hides
-    the run's own error."""
-    staging = storage.join(run_dir(settings, run_id), "staging")
+    run succeeded or not, and the run's folder with it when nothing else was written there;
+    a failed removal is logged, not raised, so that it never hides the run's own error."""
+    run = run_dir(settings, run_id)
+    staging = storage.join(run, "staging")
     try:
         yield staging
     finally:
         try:
-            storage.open_storage(staging, settings).delete(staging)
-        except storage.StorageError as error:
+            store = storage.open_storage(staging, settings)
+            store.delete(staging)
+            if store.exists(run) and not store.list(run):
+                store.delete(run, recursive=False)
+        except (storage.StorageError, OSError) as error:
             logger.warning("could not remove the staging folder %s: %s", staging, error)
 
 

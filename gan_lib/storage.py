@@ -22,7 +22,8 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from gan_lib.config import ConfigError, Settings, file_uri, path_part, redact_url
+from gan_lib.config import (ConfigError, Settings, file_uri, local_file_path, path_part,
+                            redact_url)
 from gan_lib.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -48,15 +49,17 @@ def join(uri: str, *parts: str) -> str:
 
 
 def local_path(uri: str) -> Path:
-    """The local path of a ``file:`` URI (or of a plain path), taken as written: as in Spark's
-    and Hadoop's paths, '#', '?' and '%' are parts of file names here, not URL syntax."""
-    if uri.startswith("file://localhost/"):
-        return Path(uri[len("file://localhost"):])
-    if uri.startswith("file://"):
-        return Path(uri[len("file://"):] or "/")
-    if uri.startswith("file:"):
-        return Path(uri[len("file:"):])
-    if urlsplit(uri).scheme:
+    """The local path of a ``file:`` URI in any form Spark and Hadoop write (or of a plain
+    path), taken as written: as in Spark's and Hadoop's paths, '#', '?' and '%' are parts of
+    file names here, not URL syntax. A ``file:`` URI naming another host or no absolute path
+    is refused."""
+    scheme = urlsplit(uri).scheme
+    if scheme == "file":
+        path = local_file_path(uri)
+        if path is None:
+            raise ConfigError(f"{uri!r} names no absolute path on this machine; use file:///...")
+        return Path(path)
+    if scheme:
         raise ConfigError(f"{redact_url(uri)!r} is not a local path")
     return Path(uri)
 

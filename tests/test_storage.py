@@ -3,6 +3,7 @@
 import pytest
 
 from gan_lib import storage
+from gan_lib.config import ConfigError
 from gan_lib.storage import StorageError
 from webhdfs_server import WebHdfsServer
 
@@ -196,3 +197,32 @@ def test_hdfs_uri_without_a_webhdfs_address_is_a_clear_configuration_error(monke
     monkeypatch.delenv("HDP_GAN_WEBHDFS_URL", raising=False)
     with pytest.raises(Exception, match="webhdfs_url"):
         storage.open_storage("hdfs://namenode:8020/gan")
+
+
+@pytest.mark.parametrize("other_output", [False, True])
+def test_staging_folder_goes_and_takes_the_run_folder_only_when_nothing_else_is_in_it(
+        base, other_output):
+    from gan_lib import runs
+    from gan_lib.config import Settings
+
+    settings = Settings(root=base)
+    store = storage.open_storage(base)
+    run = runs.run_dir(settings, "preprocess-1")
+    with runs.staging_folder(settings, "preprocess-1") as staging:
+        store.write_text(storage.join(staging, "part-0"), "scratch")
+        if other_output:
+            store.write_text(storage.join(run, "summary.json"), "{}")
+    assert not store.exists(storage.join(run, "staging"))
+    assert store.exists(run) is other_output
+
+
+@pytest.mark.parametrize("uri", ["file:/data/a b#1", "file:///data/a b#1",
+                                 "file://localhost/data/a b#1", "/data/a b#1"])
+def test_local_path_reads_every_form_spark_writes_as_the_same_path(uri):
+    assert str(storage.local_path(uri)) == "/data/a b#1"
+
+
+@pytest.mark.parametrize("uri", ["file://otherhost/data", "file:data", "hdfs://nn:8020/data"])
+def test_local_path_refuses_uris_that_name_no_path_on_this_machine(uri):
+    with pytest.raises(ConfigError):
+        storage.local_path(uri)
