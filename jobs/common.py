@@ -84,13 +84,16 @@ def new_parser(prog: str, description: str) -> ArgumentParser:
                         help="Spark master, e.g. yarn (default: local-cluster on this machine)")
     shared.add_argument("--database", default=None, help="Hive database (default: hdp_gan)")
     shared.add_argument("--config", default=None,
-                        help="TOML configuration file (also HDP_GAN_CONFIG)")
+                        help="TOML configuration file (default: HDP_GAN_CONFIG when set, else "
+                             "none)")
     shared.add_argument("--run-id", default=None,
                         help="id of this run (default: generated from the stage and the time)")
     shared.add_argument("--metastore-uri", default=None,
-                        help="thrift:// URI of an existing Hive metastore")
+                        help="thrift:// URI of an existing Hive metastore (default: an embedded "
+                             "metastore under --state-dir)")
     shared.add_argument("--metastore-jdbc-url", default=None,
-                        help="JDBC URL of a shared metastore database (e.g. Derby network server)")
+                        help="JDBC URL of a shared metastore database, e.g. a Derby network "
+                             "server (default: an embedded Derby database under --state-dir)")
     shared.add_argument("--state-dir", default=None,
                         help="local folder for the embedded metastore and Spark's work files "
                              "(default: <root>/_local for a local root, ~/.hdp-gan otherwise)")
@@ -98,7 +101,7 @@ def new_parser(prog: str, description: str) -> ArgumentParser:
                         help="executors on this machine, and TensorFlow workers (default: 2)")
     shared.add_argument("--executor-memory-mb", type=positive_int, default=None,
                         help="memory per executor on this machine in MB (default: 2048)")
-    shared.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    shared.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
     return parser
 
 

@@ -79,12 +79,7 @@ def _run_id(args):
     if args.split:
         name = args.run_id or f"{args.dataset}-{args.split}"
         return validate_name(name, "--run-id"), f"dataset {args.dataset} split {args.split}"
-    return validate_name(args.run_id or new_run_id("label"), "--run-id"), images_uri(args)
-
-
-def images_uri(args) -> str | None:
-    """--images made absolute as preprocess makes --input (a plain path, or file: forms)."""
-    return preprocessing.absolute_input(args.images, "--images") if args.images else None
+    return validate_name(args.run_id or new_run_id("label"), "--run-id"), args.images
 
 
 def _source_frame(spark, settings, args):
@@ -94,10 +89,9 @@ def _source_frame(spark, settings, args):
             raise ConfigError(f"--generated {args.generated}: no images at {images}")
         return labelling.files_frame(spark, images), "files"
     if args.images:
-        images = images_uri(args)
-        if not storage.open_storage(images, settings).exists(images):
+        if not storage.open_storage(args.images, settings).exists(args.images):
             raise ConfigError(f"--images {args.images} does not exist")
-        return labelling.files_frame(spark, images), "files"
+        return labelling.files_frame(spark, args.images), "files"
     return labelling.table_frame(spark, settings, args.dataset, args.split), "table"
 
 
@@ -134,9 +128,11 @@ def _generator_run(spark, settings, run_id):
 
 
 def check_images_before_the_root(args, settings) -> None:
-    """Before the root is made: not inside the --images folder (it would be created there)."""
+    """Before the root is made: --images made absolute as preprocess makes --input (a plain
+    path, or file: forms), and the root not inside it (it would be created there)."""
     if args.images:
-        preprocessing.check_root_outside_input(settings, images_uri(args), "--images")
+        args.images = preprocessing.absolute_input(args.images, "--images")
+        preprocessing.check_root_outside_input(settings, args.images, "--images")
 
 
 def main(argv=None):

@@ -127,6 +127,16 @@ def test_options_without_a_default_do_not_claim_one_in_help(job):
     assert "(default: runs/default)" in " ".join(result.stdout.split())
 
 
+def test_every_shared_option_says_in_help_what_it_is_when_left_out():
+    from jobs import common
+    parser = common.new_parser("any", "any")
+    shared = next(group for group in parser._action_groups if group.title == "shared options")
+    assert shared._group_actions
+    silent = [action.option_strings[0] for action in shared._group_actions
+              if "(default" not in action.help]
+    assert silent == []
+
+
 def test_the_default_root_is_made_with_its_parent_on_first_use(tmp_path):
     import os
     import subprocess
