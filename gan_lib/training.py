@@ -285,10 +285,12 @@ class GanTrainer:
     def load_state(self, arrays: dict) -> None:
         for prefix, variables in self._variable_groups().items():
             stored = sorted(key for key in arrays if key.startswith(prefix + "/"))
-            if len(stored) != len(variables):
-                raise ValueError(f"checkpoint holds {len(stored)} {prefix} variables, the "
-                                 f"network has {len(variables)}; was it made with other "
-                                 "options (image size, channels, latent size, recipe)?")
+            shapes = [tuple(arrays[key].shape) for key in stored]
+            if shapes != [tuple(variable.shape) for variable in variables]:
+                raise ValueError(
+                    f"the checkpoint's {prefix} variables ({len(stored)}) do not fit the "
+                    f"network's ({len(variables)}); was it made with other options (image "
+                    "size, channels, latent size, recipe, --no-conditional) or labels?")
             for key, variable in zip(stored, variables):
                 variable.assign(arrays[key])
 

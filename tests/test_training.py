@@ -98,6 +98,20 @@ def test_a_conditional_step_without_the_batchs_labels_is_refused():
         trainer.step(tf.zeros((4, 28, 28, 1)))
 
 
+def test_a_conditional_checkpoint_does_not_load_into_unconditional_networks():
+    import tensorflow as tf
+    trainers = {}
+    for conditional in (True, False):
+        options = training.TrainOptions(run_id="u", run_uri="file:///tmp/u", dataset="u",
+                                        settings=None, batch_size=4, latent_dim=8,
+                                        conditional=conditional)
+        trainers[conditional] = training.GanTrainer(
+            tf.distribute.MultiWorkerMirroredStrategy(), options, (28, 28, 1),
+            models.RECIPES["dcgan"], classes=10)
+    with pytest.raises(ValueError, match="do not fit .*--no-conditional"):
+        trainers[False].load_state(trainers[True].state())
+
+
 def test_sample_grid_noise_draws_the_classes_in_order_along_each_row():
     options = training.TrainOptions(run_id="u", run_uri="file:///tmp/u", dataset="u",
                                     settings=None, sample_count=25, latent_dim=8)
