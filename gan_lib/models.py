@@ -16,7 +16,8 @@ the Frechet distance fell by about a third, and 1e-3 or 2e-3 gave no more
 minutes, are far from converged, and a larger step gets further in the same time; of the
 rates that did as well, the smallest is the safest for longer runs.
 
-When every training image has a label and there are at least two classes, ``dcgan``
+When every training image has a label and there are two classes or more, each with images,
+``dcgan``
 conditions both networks on the class (a class-conditional DCGAN): the generator reads the
 class from its noise (``class_of_noise``: the first value's normal quantile, so classes are
 equally likely and noise alone still determines an image) and gets it as a one-hot vector
@@ -94,6 +95,12 @@ def noise_for_classes(noise: np.ndarray, labels, classes: int) -> np.ndarray:
     """``noise`` with its first value moved to the middle of each label's part, so that a
     conditional generator draws that class (the inverse of ``class_of_noise``)."""
     moved = np.array(noise, dtype=np.float32, copy=True)
+    labels = np.asarray(labels)
+    if labels.shape != moved.shape[:1] or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"need one whole-number label per noise vector: {moved.shape[0]} "
+                         f"noise vectors, labels of shape {labels.shape} ({labels.dtype})")
+    if classes < 1 or len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"labels must lie in 0..{classes - 1}")
     normal = statistics.NormalDist()
     moved[:, 0] = [normal.inv_cdf((int(label) + 0.5) / classes) for label in labels]
     return moved

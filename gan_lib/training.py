@@ -286,11 +286,19 @@ class GanTrainer:
         for prefix, variables in self._variable_groups().items():
             stored = sorted(key for key in arrays if key.startswith(prefix + "/"))
             shapes = [tuple(arrays[key].shape) for key in stored]
-            if shapes != [tuple(variable.shape) for variable in variables]:
+            wanted = [tuple(variable.shape) for variable in variables]
+            if shapes != wanted:
+                if len(shapes) != len(wanted):
+                    misfit = f"{len(shapes)} variables where the network has {len(wanted)}"
+                else:
+                    index = next(i for i, pair in enumerate(zip(shapes, wanted))
+                                 if pair[0] != pair[1])
+                    misfit = (f"variable {index} has shape {shapes[index]} where the network's "
+                              f"has {wanted[index]}")
                 raise ValueError(
-                    f"the checkpoint's {prefix} variables ({len(stored)}) do not fit the "
-                    f"network's ({len(variables)}); was it made with other options (image "
-                    "size, channels, latent size, recipe, --no-conditional) or labels?")
+                    f"the checkpoint's {prefix} does not fit the network ({misfit}); was it "
+                    "made with other options (image size, channels, latent size, recipe, "
+                    "--no-conditional) or labels?")
             for key, variable in zip(stored, variables):
                 variable.assign(arrays[key])
 
@@ -550,7 +558,8 @@ class _Loop:
         options = self.options
         epoch = row["epoch"]
         grid = visuals.image_grid(self.trainer.samples(self.fixed_noise),
-                                  columns=self.trainer.classes or None)
+                                  columns=min(self.trainer.classes, len(self.fixed_noise))
+                                  or None)
         self.store.write_bytes(storage.join(options.run_uri, "samples", f"epoch-{epoch:04d}.png"),
                                visuals.to_png_bytes(grid))
         name = f"epoch-{epoch:04d}.npz"
@@ -591,11 +600,13 @@ class _Loop:
 
 
 def class_count(labels: np.ndarray) -> int:
-    """The number of classes to condition on: one more than the largest label index, or 0
-    when any image has no label."""
+    """The number of classes to condition on: one more than the largest label index when
+    every index from 0 to it labels some image; 0 when an image has no label or a class has
+    no image (a generator would draw classes it never saw)."""
     if len(labels) == 0 or labels.min() < 0:
         return 0
-    return int(labels.max()) + 1
+    present = np.unique(labels)
+    return len(present) if present[-1] == len(present) - 1 else 0
 
 
 def grid_noise(options: TrainOptions, classes: int) -> np.ndarray:

@@ -62,6 +62,14 @@ def test_noise_for_classes_makes_class_of_noise_return_the_requested_classes():
     assert np.array_equal(moved[:, 1:], noise[:, 1:])
 
 
+@pytest.mark.parametrize("labels, classes", [([1], 6), ([1, 2, 6], 6), ([0, -1, 2], 6),
+                                             ([0.5, 1, 2], 6)])
+def test_noise_for_classes_refuses_labels_that_do_not_fit_the_noise_or_the_classes(
+        labels, classes):
+    with pytest.raises(ValueError, match="label"):
+        models.noise_for_classes(np.zeros((3, 4), np.float32), np.array(labels), classes)
+
+
 def test_conditional_discriminator_judges_one_image_differently_under_each_label():
     discriminator = models.build_discriminator(28, 1, models.RECIPES["dcgan"], classes=10)
     images = np.repeat(np.random.default_rng(0).uniform(-1, 1, (1, 28, 28, 1)), 10, axis=0)
@@ -70,12 +78,13 @@ def test_conditional_discriminator_judges_one_image_differently_under_each_label
 
 
 @pytest.mark.parametrize("recipe, labels, conditional, classes", [
-    ("dcgan", [0, 1, 2, 9], True, 10),
-    ("dcgan", [0, 1, -1, 9], True, 0),     # an image without a label
+    ("dcgan", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], True, 10),
+    ("dcgan", [0, 1, -1, 2], True, 0),     # an image without a label
     ("dcgan", [0, 0, 0, 0], True, 0),      # a single class
-    ("dcgan", [0, 1, 2, 9], False, 0),     # --no-conditional
-    ("tutorial", [0, 1, 2, 9], True, 0)])  # the tutorial's networks never are
-def test_networks_are_conditioned_on_the_labels_only_when_every_image_has_one_of_several(
+    ("dcgan", [0, 5, 5, 0], True, 0),      # classes 1 to 4 without an image
+    ("dcgan", [0, 1, 2, 3], False, 0),     # --no-conditional
+    ("tutorial", [0, 1, 2, 3], True, 0)])  # the tutorial's networks never are
+def test_networks_are_conditioned_only_when_every_image_has_a_label_and_every_class_an_image(
         recipe, labels, conditional, classes):
     import tensorflow as tf
     options = training.TrainOptions(run_id="u", run_uri="file:///tmp/u", dataset="u",
@@ -108,7 +117,7 @@ def test_a_conditional_checkpoint_does_not_load_into_unconditional_networks():
         trainers[conditional] = training.GanTrainer(
             tf.distribute.MultiWorkerMirroredStrategy(), options, (28, 28, 1),
             models.RECIPES["dcgan"], classes=10)
-    with pytest.raises(ValueError, match="do not fit .*--no-conditional"):
+    with pytest.raises(ValueError, match=r"variable 0 has shape \(18, .*--no-conditional"):
         trainers[False].load_state(trainers[True].state())
 
 
@@ -267,6 +276,14 @@ def test_each_epoch_writes_a_sample_grid_and_the_run_a_gif_and_loss_curve(tmp_pa
     assert (run / "samples" / "progress.gif").exists()
     assert (run / "loss_curve.png").exists()
     assert len(training.read_history(loop.store, loop.options.run_uri)) == 2
+
+
+def test_a_sample_grid_with_fewer_samples_than_classes_is_one_row_of_them(tmp_path):
+    from PIL import Image
+    loop = _loop(tmp_path)  # 6 samples, 10 classes
+    loop.run()
+    grid = Image.open(storage.local_path(loop.options.run_uri) / "samples" / "epoch-0001.png")
+    assert grid.size == (6 * 28 + 7 * 2, 28 + 2 * 2)
 
 
 def test_loss_curve_follows_every_logged_step_and_survives_a_resume(tmp_path):
