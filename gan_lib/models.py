@@ -17,9 +17,8 @@ minutes, are far from converged, and a larger step gets further in the same time
 rates that did as well, the smallest is the safest for longer runs.
 
 When every training image has a label and there are two classes or more, each with images,
-``dcgan``
-conditions both networks on the class (a class-conditional DCGAN): the generator reads the
-class from its noise (``class_of_noise``: the first value's normal quantile, so classes are
+``dcgan`` conditions both networks on the class (a class-conditional DCGAN): the generator
+reads the class from its noise (``class_of_noise``: the first value's normal quantile, so classes are
 equally likely and noise alone still determines an image) and gets it as a one-hot vector
 beside the noise; the discriminator adds to its logit the projection of the image's
 features on a learned embedding of the class (Miyato and Koyama, "cGANs with projection
