@@ -101,7 +101,8 @@ def new_parser(prog: str, description: str) -> ArgumentParser:
                         help="executors on this machine, and TensorFlow workers (default: 2)")
     shared.add_argument("--executor-memory-mb", type=positive_int, default=None,
                         help="memory per executor on this machine in MB (default: 2048)")
-    shared.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
+    shared.add_argument("--log-level", default=None,
+                        help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
     return parser
 
 
