@@ -50,10 +50,11 @@ def effective_master(settings: Settings) -> str:
 
 
 def spark_conf(settings: Settings, app_name: str, training: bool = False,
-               server: bool = False) -> dict:
+               server: bool = False, streaming: bool = False) -> dict:
     """Every Spark setting the project relies on, as a dictionary (also used by the YARN and
     Oozie tooling so that both paths agree). ``server``: for a long-lived process (the SQL
-    server) rather than one job."""
+    server) rather than one job. ``streaming``: for a job whose executors pass rows through
+    without holding them (generate, label)."""
     master = effective_master(settings)
     state = settings.local_state_dir
     conf = {
@@ -89,7 +90,7 @@ def spark_conf(settings: Settings, app_name: str, training: bool = False,
                 "org.apache.derby.jdbc.ClientDriver")
             conf["spark.driver.extraClassPath"] = os.pathsep.join(DERBY_CLIENT_JARS)
     if is_local(master):
-        conf.update(_local_conf(settings, state, master, server=server))
+        conf.update(_local_conf(settings, state, master, server=server, streaming=streaming))
     if training:
         conf.update(training_conf(settings))
     conf.update({key: str(value) for key, value in settings.extra_spark_conf.items()})
@@ -224,6 +225,14 @@ QUICK_JIT = "-XX:TieredStopAtLevel=1"
 # (docs/BENCHMARKS.md).
 ONE_CORE_GC = "-XX:+UseSerialGC"
 
+# The executors of jobs that stream rows (generate, label) keep some 40 MB alive. Left to
+# itself the JVM starts with a heap of 1/64 of the machine's memory and touches more of it
+# the longer a job runs, as garbage that outlived a young collection fills the old
+# generation until a full one: a labelling run's executors peaked at 375 MB for 10,000
+# images and 416 MB for 100,000. A 128 MB heap touched at start-up, grown only when what
+# stays alive fills nine tenths of it, peaked at 321 and 336 MB (docs/BENCHMARKS.md).
+STREAMING_HEAP = "-Xms128m -XX:+AlwaysPreTouch -XX:MinHeapFreeRatio=10"
+
 # Hadoop's checksum layer over file:// looks for a .crc file beside every file read (a stat
 # and an open per image) and writes one beside every output; jobs read and write local files
 # without it. Not for the SQL server: Hive's sessions ask Hadoop for its checksummed local
@@ -238,18 +247,20 @@ def executor_cores_of(master: str, settings: Settings) -> int:
     return int(match.group(1)) if match else settings.executor_cores
 
 
-def _local_conf(settings: Settings, state: Path, master: str, server: bool = False) -> dict:
+def _local_conf(settings: Settings, state: Path, master: str, server: bool = False,
+                streaming: bool = False) -> dict:
     executor_memory = max(512, settings.executor_memory_mb - 512)
     jit = "" if server else QUICK_JIT
     log4j = _java_property("log4j2.configurationFile", _log4j_file(state))
     java_options = f"{_java_property('derby.system.home', state)} {log4j} {jit}".strip()
     collector = ONE_CORE_GC if executor_cores_of(master, settings) == 1 else ""
+    heap = STREAMING_HEAP if streaming and collector else ""
     return {
         "spark.executor.memory": f"{executor_memory}m",
         "spark.driver.memory": "2g",
         "spark.local.dir": str(state / "spark-local"),
         "spark.driver.extraJavaOptions": java_options,
-        "spark.executor.extraJavaOptions": " ".join(filter(None, (log4j, jit, collector))),
+        "spark.executor.extraJavaOptions": " ".join(filter(None, (log4j, jit, collector, heap))),
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.showConsoleProgress": str(sys.stderr.isatty()).lower(),
@@ -330,7 +341,8 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def build_session(settings: Settings, app_name: str, training: bool = False):
+def build_session(settings: Settings, app_name: str, training: bool = False,
+                  streaming: bool = False):
     """Start (or join) the Spark session with Hive support for one job.
 
     Under ``spark-submit`` without ``--master`` on the job's own command line, the master
@@ -343,7 +355,7 @@ def build_session(settings: Settings, app_name: str, training: bool = False):
         submitted = SparkConf().get("spark.master", None)
         if submitted:
             settings = dataclasses.replace(settings, master=submitted)
-    conf = spark_conf(settings, app_name, training=training)
+    conf = spark_conf(settings, app_name, training=training, streaming=streaming)
     if is_local(conf["spark.master"]):
         prepare_local_machine(settings)
     check_metastore_reachable(settings)

@@ -244,12 +244,12 @@ def first_line(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def spark_stage(settings, run, app_name: str, training: bool = False):
+def spark_stage(settings, run, app_name: str, training: bool = False, streaming: bool = False):
     """A Spark session for one stage run; a failure is recorded in the runs table (when the
     metastore is reachable) before it propagates, and the session always stops."""
     from gan_lib import session
 
-    spark = session.build_session(settings, app_name, training=training)
+    spark = session.build_session(settings, app_name, training=training, streaming=streaming)
     try:
         yield spark
     except BaseException as error:

@@ -37,7 +37,7 @@ def run(args, settings):
     partitions = args.partitions or 2 * settings.executors
     stage = StageRun("generate", run_id, parameters=vars(args),
                      lineage={"generator_run": train_run, "generator": generator_uri})
-    with common.spark_stage(settings, stage, f"hdp-gan generate {run_id}") as spark:
+    with common.spark_stage(settings, stage, f"hdp-gan generate {run_id}", streaming=True) as spark:
         counts = generation.partition_counts(args.count, partitions)
         starts = [sum(counts[:p]) for p in range(partitions)]
         seed = args.seed
@@ -53,7 +53,7 @@ def run(args, settings):
         from pyspark.sql import functions as F
         frame = frame.withColumn("generator_run", F.lit(train_run)) \
             .withColumn("run_id", F.lit(run_id))
-        tables.write_partitions(spark, settings, "generated", frame)
+        tables.write_partitions(spark, settings, "generated", frame, static={"run_id": run_id})
         written = spark.sql(f"SELECT count(*) AS n FROM {tables.qualified(settings, 'generated')}"
                             f" WHERE run_id = {tables.sql_string(run_id)}").first().n
         if written != args.count:

@@ -45,7 +45,7 @@ def run(args, settings):
         raise ConfigError(str(error)) from None
     stage = StageRun("label", run_id, parameters=vars(args),
                      lineage={"classifier": handle, "source": frame_source})
-    with common.spark_stage(settings, stage, f"hdp-gan label {run_id}") as spark:
+    with common.spark_stage(settings, stage, f"hdp-gan label {run_id}", streaming=True) as spark:
         with staging_folder(settings, run_id) as staging:
             _label(spark, settings, args, stage, classifier, handle, run_id, frame_source,
                    staging)

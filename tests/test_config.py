@@ -167,6 +167,37 @@ def test_one_core_local_executors_use_the_serial_collector_and_others_the_jvm_de
     assert session.ONE_CORE_GC not in yarn.get("spark.executor.extraJavaOptions", "")
 
 
+def test_streaming_jobs_start_one_core_local_executors_with_a_small_heap_touched_up_front(
+        tmp_path):
+    from gan_lib import session
+
+    settings = Settings(root=str(tmp_path / "r"))
+    streaming = session.spark_conf(settings, "a job", streaming=True)
+    other = session.spark_conf(settings, "a job")
+    two = session.spark_conf(config.with_overrides(settings, executor_cores=2), "a job",
+                             streaming=True)
+    yarn = session.spark_conf(config.with_overrides(settings, master="yarn"), "a job",
+                              streaming=True)
+
+    assert session.STREAMING_HEAP in streaming["spark.executor.extraJavaOptions"]
+    assert session.STREAMING_HEAP not in streaming["spark.driver.extraJavaOptions"]
+    for conf in (other, two):
+        assert session.STREAMING_HEAP not in conf["spark.executor.extraJavaOptions"]
+    assert session.STREAMING_HEAP not in yarn.get("spark.executor.extraJavaOptions", "")
+
+
+def test_a_static_partition_write_must_name_every_partition_column():
+    from gan_lib import tables
+
+    settings = Settings(root="/tmp/unused")
+    with pytest.raises(ValueError, match="names every partition column \\(stage, run_id\\), "
+                                         "not run_id"):
+        tables.write_partitions(None, settings, "runs", None, static={"run_id": "r1"})
+    with pytest.raises(ValueError, match="not label"):
+        tables.write_partitions(None, settings, "labels", None,
+                                static={"run_id": "r1", "label": "x"})
+
+
 def test_local_jobs_read_files_without_checksums_and_the_sql_server_with_them(tmp_path):
     from gan_lib import session
 
