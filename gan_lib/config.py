@@ -205,7 +205,7 @@ def normalize_root(root: str) -> str:
 
 def validate_identifier(value: str, option: str) -> str:
     """Check a name that becomes part of an SQL statement (database or table)."""
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
         raise ConfigError(
             f"{option} {value!r} is not a valid name; use letters, digits and underscores, "
             "starting with a letter, at most 64 characters")
@@ -214,7 +214,7 @@ def validate_identifier(value: str, option: str) -> str:
 
 def validate_name(value: str, option: str) -> str:
     """Check a run id or dataset name, which becomes a folder name and an SQL string."""
-    if not isinstance(value, str) or not _NAME.match(value) or ".." in value:
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
         raise ConfigError(
             f"{option} {value!r} is not a valid name; use letters, digits, '_', '-' and '.', "
             "starting with a letter or digit, at most 100 characters")

@@ -8,6 +8,7 @@ returns one small row per image; the pixels never travel to the driver.
 """
 
 import logging
+import re
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from gan_lib.inference import keep_out_of_collections, local_copy
 logger = logging.getLogger(__name__)
 
 BATCH = 256
+IMAGE_NAME = re.compile(r"(\d{7,})\.png")
 _GENERATORS = {}
 
 
@@ -31,6 +33,21 @@ def load_generator(handle: str, settings=None):
         _GENERATORS[handle] = (signature, latent_dim)
         keep_out_of_collections()
     return _GENERATORS[handle]
+
+
+def remove_stale_images(images_uri: str, count: int, settings=None) -> int:
+    """Delete the images numbered ``count`` and above that an earlier, larger run of the same
+    id left in its folder (a rerun replaces the run's table rows, and a label run reads the
+    folder); other files are left alone. Returns how many were deleted."""
+    store = storage.open_storage(images_uri, settings)
+    stale = [name for name in store.list(images_uri)
+             if (match := IMAGE_NAME.fullmatch(name)) and int(match.group(1)) >= count]
+    for name in stale:
+        store.delete(storage.join(images_uri, name), recursive=False)
+    if stale:
+        logger.info("deleted %d images an earlier run of this id left beyond %d", len(stale),
+                    count)
+    return len(stale)
 
 
 def partition_counts(count: int, partitions: int) -> list[int]:

@@ -185,7 +185,7 @@ def write_labels(spark, settings, scored, run_id: str, classifier) -> None:
         F.lit(classifier.handle).alias("classifier_handle"),
         F.lit(classifier.version).alias("classifier_version"),
         F.lit(now).cast("timestamp").alias("labelled_at"), F.lit(run_id).alias("run_id"))
-    tables.write_partitions(spark, settings, "labels", frame, static={"run_id": run_id})
+    tables.write_partitions(spark, settings, "labels", frame)
 
 
 def gather_vectors(scored, limit: int = MAX_SCORED_IMAGES):

@@ -89,12 +89,25 @@ def spark_conf(settings: Settings, app_name: str, training: bool = False,
             conf["spark.hadoop.javax.jdo.option.ConnectionDriverName"] = (
                 "org.apache.derby.jdbc.ClientDriver")
             conf["spark.driver.extraClassPath"] = os.pathsep.join(DERBY_CLIENT_JARS)
+    if streaming:
+        conf.update(STREAMING_WRITES)
     if is_local(master):
         conf.update(_local_conf(settings, state, master, server=server, streaming=streaming))
     if training:
         conf.update(training_conf(settings))
     conf.update({key: str(value) for key, value in settings.extra_spark_conf.items()})
     return conf
+
+
+# A write into partitions (one run's rows: always one) plans a sort of each task's rows by
+# partition, which gathers all of a task's rows before it writes one: the executors of a
+# labelling run grew their heaps for it at the end of a 100,000-image run. Without a planned
+# sort, Spark keeps up to this many partitions' files open in each task instead and sorts
+# only beyond that; the overwrite stays dynamic (staged, then swapped in).
+STREAMING_WRITES = {
+    "spark.sql.optimizer.plannedWrite.enabled": "false",
+    "spark.sql.maxConcurrentOutputFileWriters": "4",
+}
 
 
 def training_conf(settings: Settings) -> dict:
@@ -301,6 +314,8 @@ logger.hivelog.name = hive.log
 logger.hivelog.level = error
 logger.metastore.name = org.apache.hadoop.hive.metastore
 logger.metastore.level = fatal
+logger.thriftpool.name = org.apache.thrift.server.TThreadPoolServer
+logger.thriftpool.level = fatal
 """
 
 
@@ -312,7 +327,7 @@ def prepare_local_machine(settings: Settings) -> None:
     entries link to the package's own and whose ``work`` folder is real.
     """
     state = settings.local_state_dir
-    for sub in ("conf", "spark-local", "logs"):
+    for sub in ("conf", "spark-local", "logs", "hive/scratch"):
         (state / sub).mkdir(parents=True, exist_ok=True)
     _log4j_file(state).write_text(LOG4J_PROPERTIES)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -124,36 +124,19 @@ def rows_frame(spark, table: str, rows: list[dict]):
                                  schema=schema(table))
 
 
-def write_partitions(spark, settings: Settings, table: str, frame, static: dict | None = None
-                     ) -> None:
+def write_partitions(spark, settings: Settings, table: str, frame) -> None:
     """Replace the partitions present in ``frame`` and leave every other partition alone.
 
     ``frame`` must hold every column of the table (partition columns included); columns are
-    reordered here because Spark's ``insertInto`` matches them by position. ``static`` gives
-    the value of every partition column when all rows share them (one run's rows): the rows
-    then go to that one partition without the sort by partition that Spark otherwise runs
-    in each write task, a sort that gathers all of the task's rows before it writes one.
+    reordered here because Spark's ``insertInto`` matches them by position. With dynamic
+    partition overwrite Spark writes the new files to a staging folder of its own and swaps
+    each partition in only when the write has succeeded, so a failed or killed rerun leaves
+    the partition's previous rows in place.
     """
-    partitions = [name for name, _ in TABLES[table][1]]
-    if static is not None and sorted(static) != sorted(partitions):
-        raise ValueError(f"a static write to {table} names every partition column "
-                         f"({', '.join(partitions)}), not {', '.join(sorted(static)) or 'none'}")
     ensure_tables(spark, settings, [table])
-    if static is None:
-        ordered = frame.select(*column_names(table))
-        ordered.write.insertInto(qualified(settings, table), overwrite=True)
-        logger.debug("wrote %s", qualified(settings, table))
-        return
-    spec = ", ".join(f"`{name}` = {sql_string(static[name])}" for name in partitions)
-    selected = ", ".join(f"`{name}`" for name, _ in TABLES[table][0])
-    view = f"hdp_gan_{table}_rows"
-    frame.createOrReplaceTempView(view)
-    try:
-        spark.sql(f"INSERT OVERWRITE TABLE {qualified(settings, table)} PARTITION ({spec}) "
-                  f"SELECT {selected} FROM {view}")
-    finally:
-        spark.catalog.dropTempView(view)
-    logger.debug("wrote %s partition %s", qualified(settings, table), static)
+    ordered = frame.select(*column_names(table))
+    ordered.write.insertInto(qualified(settings, table), overwrite=True)
+    logger.debug("wrote %s", qualified(settings, table))
 
 
 def drop_partitions_except(spark, settings: Settings, table: str, prefix: dict,

@@ -74,7 +74,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def new_parser(prog: str, description: str) -> ArgumentParser:
+def new_parser(prog: str, description: str, run_id_help: str | None = None) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     shared = parser.add_argument_group("shared options")
     shared.add_argument("--root", default=None,
@@ -87,7 +87,8 @@ def new_parser(prog: str, description: str) -> ArgumentParser:
                         help="TOML configuration file (default: HDP_GAN_CONFIG when set, else "
                              "none)")
     shared.add_argument("--run-id", default=None,
-                        help="id of this run (default: generated from the stage and the time)")
+                        help=run_id_help or "id of this run (default: generated from the stage "
+                                            "and the time)")
     shared.add_argument("--metastore-uri", default=None,
                         help="thrift:// URI of an existing Hive metastore (default: an embedded "
                              "metastore under --state-dir)")

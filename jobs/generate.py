@@ -53,11 +53,12 @@ def run(args, settings):
         from pyspark.sql import functions as F
         frame = frame.withColumn("generator_run", F.lit(train_run)) \
             .withColumn("run_id", F.lit(run_id))
-        tables.write_partitions(spark, settings, "generated", frame, static={"run_id": run_id})
+        tables.write_partitions(spark, settings, "generated", frame)
         written = spark.sql(f"SELECT count(*) AS n FROM {tables.qualified(settings, 'generated')}"
                             f" WHERE run_id = {tables.sql_string(run_id)}").first().n
         if written != args.count:
             raise StageError(f"generated {written} rows but {args.count} were asked for")
+        generation.remove_stale_images(images_uri, args.count, settings)
         stage.counts = {"images": written, "partitions": partitions}
         stage.outputs = {"images": images_uri, "table": tables.qualified(settings, "generated")}
         stage.record(spark, settings)

@@ -18,7 +18,10 @@ from jobs.train_classifier import default_handle
 
 
 def build_parser():
-    parser = common.new_parser("label", __doc__.splitlines()[0])
+    parser = common.new_parser(
+        "label", __doc__.splitlines()[0],
+        run_id_help="id of this label run (default: label-<time> for --images, "
+                    "<dataset>-<split> for --split; a --generated run's labels keep its id)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--generated", metavar="RUN_ID",
                         help="label the images of this generate run (and score them)")
@@ -54,6 +57,8 @@ def run(args, settings):
 
 
 def _label(spark, settings, args, stage, classifier, handle, run_id, frame_source, staging):
+    if args.generated and classifier.features_fn is not None:
+        _check_real_split(spark, settings, args.dataset)  # before the labels are replaced
     frame, kind = _source_frame(spark, settings, args)
     scored = labelling.score(spark, frame, kind, handle, settings,
                              storage.join(staging, "scored"), args.top_k,
@@ -75,6 +80,10 @@ def _label(spark, settings, args, stage, classifier, handle, run_id, frame_sourc
 
 def _run_id(args):
     if args.generated:
+        if args.run_id not in (None, args.generated):
+            raise ConfigError(f"--run-id {args.run_id}: the labels and quality scores of a "
+                              f"generate run are kept under its own id ({args.generated}); "
+                              "leave --run-id out")
         return validate_name(args.generated, "--generated"), f"generate run {args.generated}"
     if args.split:
         name = args.run_id or f"{args.dataset}-{args.split}"
@@ -93,6 +102,16 @@ def _source_frame(spark, settings, args):
             raise ConfigError(f"--images {args.images} does not exist")
         return labelling.files_frame(spark, args.images), "files"
     return labelling.table_frame(spark, settings, args.dataset, args.split), "table"
+
+
+def _check_real_split(spark, settings, dataset):
+    tables.ensure_tables(spark, settings, ["images"])
+    found = spark.sql(f"SELECT 1 FROM {tables.qualified(settings, 'images')} "
+                      f"WHERE dataset = {tables.sql_string(dataset)} AND split = 'test' "
+                      "LIMIT 1").first()
+    if found is None:
+        raise StageError(f"dataset {dataset!r} has no test split to score against (its labels "
+                         "were left as they were); preprocess it first or pass --dataset")
 
 
 def _score_quality(spark, settings, args, scored, classifier, staging, run_id):
@@ -127,9 +146,10 @@ def _generator_run(spark, settings, run_id):
     return row.g if row else None
 
 
-def check_images_before_the_root(args, settings) -> None:
-    """Before the root is made: --images made absolute as preprocess makes --input (a plain
-    path, or file: forms), and the root not inside it (it would be created there)."""
+def check_before_the_root(args, settings) -> None:
+    """Before the root is made: the run id, --images made absolute as preprocess makes --input
+    (a plain path, or file: forms), and the root not inside it (it would be created there)."""
+    _run_id(args)
     if args.images:
         args.images = preprocessing.absolute_input(args.images, "--images")
         preprocessing.check_root_outside_input(settings, args.images, "--images")
@@ -137,7 +157,7 @@ def check_images_before_the_root(args, settings) -> None:
 
 def main(argv=None):
     return common.run_main(build_parser(), "label", run, argv, root="create",
-                           check_first=check_images_before_the_root)
+                           check_first=check_before_the_root)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 
-from gan_lib import session
+from gan_lib import report, session
 from gan_lib.config import ConfigError
 from jobs import common
 
@@ -47,11 +47,18 @@ def check_port_free(host: str, port: int) -> None:
             raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from None
 
 
+def server_command(args, settings) -> list[str]:
+    """The Thrift server's command: Spark inside its own JVM (``local[2]``, as the other
+    commands that only read tables) unless --master is given."""
+    return session.thrift_server_command(report.table_reader_settings(settings), args.port,
+                                         args.host)
+
+
 def run(args, settings):
     check_port_free(args.host, args.port)
     session.check_metastore_reachable(settings)
     session.check_metastore_free(settings)
-    command = session.thrift_server_command(settings, args.port, args.host)
+    command = server_command(args, settings)
     url = f"jdbc:hive2://{args.host}:{args.port}/{settings.database}"
     print(f"serving {settings.database} on {url} (Ctrl-C stops); "
           f"try: beeline -u {url} -e 'SHOW TABLES'", file=sys.stderr, flush=True)

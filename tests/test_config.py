@@ -73,7 +73,7 @@ def test_root_with_parent_reference_is_refused():
 
 
 @pytest.mark.parametrize("name", ["x; DROP TABLE labels", "../escape", "a/b", "", "-lead",
-                                  "name'quote"])
+                                  "name'quote", "trailing-newline\n"])
 def test_run_ids_that_could_reach_sql_or_escape_paths_are_refused(name):
     with pytest.raises(ConfigError):
         config.validate_name(name, "--run-id")
@@ -84,7 +84,7 @@ def test_valid_database_names_pass(name):
     assert config.validate_identifier(name, "--database") == name
 
 
-@pytest.mark.parametrize("name", ["hdp-gan", "db; drop", "1db", "a.b"])
+@pytest.mark.parametrize("name", ["hdp-gan", "db; drop", "1db", "a.b", "gan\n"])
 def test_database_names_outside_sql_identifiers_are_refused(name):
     with pytest.raises(ConfigError, match="--database"):
         Settings(database=name)
@@ -186,16 +186,17 @@ def test_streaming_jobs_start_one_core_local_executors_with_a_small_heap_touched
     assert session.STREAMING_HEAP not in yarn.get("spark.executor.extraJavaOptions", "")
 
 
-def test_a_static_partition_write_must_name_every_partition_column():
-    from gan_lib import tables
+def test_streaming_jobs_write_partitions_without_a_planned_sort_on_any_master(tmp_path):
+    from gan_lib import session
 
-    settings = Settings(root="/tmp/unused")
-    with pytest.raises(ValueError, match="names every partition column \\(stage, run_id\\), "
-                                         "not run_id"):
-        tables.write_partitions(None, settings, "runs", None, static={"run_id": "r1"})
-    with pytest.raises(ValueError, match="not label"):
-        tables.write_partitions(None, settings, "labels", None,
-                                static={"run_id": "r1", "label": "x"})
+    settings = Settings(root=str(tmp_path / "r"))
+    for master in ("local-cluster[2,1,1024]", "yarn"):
+        chosen = config.with_overrides(settings, master=master)
+        streaming = session.spark_conf(chosen, "a job", streaming=True)
+        other = session.spark_conf(chosen, "a job")
+        assert streaming["spark.sql.optimizer.plannedWrite.enabled"] == "false"
+        assert int(streaming["spark.sql.maxConcurrentOutputFileWriters"]) >= 1
+        assert "spark.sql.optimizer.plannedWrite.enabled" not in other
 
 
 def test_local_jobs_read_files_without_checksums_and_the_sql_server_with_them(tmp_path):

@@ -164,6 +164,17 @@ def test_relabelling_a_run_replaces_its_partition_and_keeps_the_others(labelled,
     assert len(_table(root, "quality", summary["run_id"])) == 1
 
 
+def test_a_generate_run_without_a_real_split_to_score_against_keeps_its_labels(labelled, job):
+    root, summary = labelled
+    before = _table(root, "labels", summary["run_id"])
+    result = job("label", "--root", root, "--generated", summary["run_id"], "--dataset", "nosuch")
+    assert result.code == 1
+    assert "dataset 'nosuch' has no test split to score against" in result.last_error_line
+    after = _table(root, "labels", summary["run_id"])
+    assert {row["labelled_at"] for row in after} == {row["labelled_at"] for row in before}
+    assert len(after) == len(before)
+
+
 @pytest.fixture(scope="module")
 def photos_labelled(fashion_root, classifier_handle, job, tmp_path_factory):
     """A folder of two good images of different sizes, a broken and an empty file, labelled
@@ -258,3 +269,23 @@ def test_root_inside_the_images_folder_fails_before_anything_is_made_there(job, 
     assert result.code == 2
     assert f"--root {root.as_uri()} is inside --images" in result.last_error_line
     assert not root.exists()
+
+
+def test_a_generate_runs_labels_refuse_another_run_id_before_the_root_is_made(job, tmp_path):
+    root = tmp_path / "new-root"
+    result = job("label", "--root", root, "--generated", "generate-1", "--run-id", "mine")
+    assert result.code == 2
+    assert ("--run-id mine: the labels and quality scores of a generate run are kept under its "
+            "own id (generate-1)") in result.last_error_line
+    assert not root.exists()
+
+
+def test_a_smaller_generate_rerun_deletes_only_the_images_numbered_beyond_its_count(tmp_path):
+    from gan_lib import generation
+
+    names = [f"{index:07d}.png" for index in range(5)] + ["notes.txt", ".0000009.png.tmp"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert generation.remove_stale_images(tmp_path.as_uri(), 3) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["0000000.png", "0000001.png", "0000002.png", "notes.txt", ".0000009.png.tmp"])

@@ -87,3 +87,15 @@ def test_a_job_waits_for_a_metastore_lock_that_is_released_soon(job, tmp_path):
     holder.wait(timeout=30)
     assert second.code == 0, second.stderr[-2000:]
     assert "waiting up to" in second.stderr
+
+
+def test_sql_server_runs_spark_inside_its_own_jvm_unless_a_master_is_given(tmp_path):
+    from gan_lib.config import Settings, with_overrides
+    from jobs import sql_server
+
+    args = sql_server.build_parser().parse_args(["--port", "10123"])
+    settings = Settings(root=str(tmp_path / "r"))
+    default = sql_server.server_command(args, settings)
+    on_yarn = sql_server.server_command(args, with_overrides(settings, master="yarn"))
+    assert default[default.index("--master") + 1] == "local[2]"
+    assert on_yarn[on_yarn.index("--master") + 1] == "yarn"
