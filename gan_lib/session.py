@@ -241,9 +241,9 @@ ONE_CORE_GC = "-XX:+UseSerialGC"
 # The executors of jobs that stream rows (generate, label) keep some 40 MB alive. Left to
 # itself the JVM starts with a heap of 1/64 of the machine's memory and touches more of it
 # the longer a job runs, as garbage that outlived a young collection fills the old
-# generation until a full collection: the larger executor of a labelling run peaked at
-# 375 MB for 10,000 images and 416 MB for 100,000. A 128 MB heap touched at start-up, grown
-# only when what stays alive fills nine tenths of it: 314 and 332 MB (docs/BENCHMARKS.md).
+# generation until a full collection: a labelling run's larger executor JVM peaked at 374 MB
+# for 10,000 images and 406 MB for 100,000. With a 128 MB heap touched at start-up, grown
+# only when what stays alive fills nine tenths of it: 315 and 340 MB (docs/BENCHMARKS.md).
 STREAMING_HEAP = "-Xms128m -XX:+AlwaysPreTouch -XX:MinHeapFreeRatio=10"
 
 # Hadoop's checksum layer over file:// looks for a .crc file beside every file read (a stat

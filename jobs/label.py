@@ -147,9 +147,16 @@ def _generator_run(spark, settings, run_id):
 
 
 def check_before_the_root(args, settings) -> None:
-    """Before the root is made: the run id, --images made absolute as preprocess makes --input
-    (a plain path, or file: forms), and the root not inside it (it would be created there)."""
-    _run_id(args)
+    """Before the root is made: the run id (not a generate run's), --images made absolute as
+    preprocess makes --input (a plain path, or file: forms), and the root not inside it (it
+    would be created there)."""
+    run_id, _ = _run_id(args)
+    if not args.generated and args.run_id:
+        images = storage.join(run_dir(settings, run_id), "images")
+        if storage.open_storage(images, settings).exists(images):
+            # a generate run's labels go with its quality row and contact sheet
+            raise ConfigError(f"--run-id {run_id} is a generate run's id; label that run with "
+                              f"--generated {run_id}, or give this run another id")
     if args.images:
         args.images = preprocessing.absolute_input(args.images, "--images")
         preprocessing.check_root_outside_input(settings, args.images, "--images")

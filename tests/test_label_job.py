@@ -164,15 +164,29 @@ def test_relabelling_a_run_replaces_its_partition_and_keeps_the_others(labelled,
     assert len(_table(root, "quality", summary["run_id"])) == 1
 
 
-def test_a_generate_run_without_a_real_split_to_score_against_keeps_its_labels(labelled, job):
+def test_a_generate_run_without_a_real_split_to_score_against_keeps_its_labels(
+        labelled, classifier_handle, job):
     root, summary = labelled
     before = _table(root, "labels", summary["run_id"])
-    result = job("label", "--root", root, "--generated", summary["run_id"], "--dataset", "nosuch")
+    result = job("label", "--root", root, "--generated", summary["run_id"], "--dataset", "nosuch",
+                 "--classifier", classifier_handle)
     assert result.code == 1
     assert "dataset 'nosuch' has no test split to score against" in result.last_error_line
     after = _table(root, "labels", summary["run_id"])
     assert {row["labelled_at"] for row in after} == {row["labelled_at"] for row in before}
     assert len(after) == len(before)
+
+
+def test_a_folder_label_run_may_not_take_a_generate_runs_id(labelled, classifier_handle, job,
+                                                            tmp_path):
+    root, summary = labelled
+    before = _table(root, "labels", summary["run_id"])
+    (tmp_path / "good.png").write_bytes(_png(np.full((28, 28), 200, np.uint8)))
+    result = job("label", "--root", root, "--images", tmp_path, "--run-id", summary["run_id"],
+                 "--classifier", classifier_handle)
+    assert result.code == 2
+    assert (f"--run-id {summary['run_id']} is a generate run's id" in result.last_error_line)
+    assert _table(root, "labels", summary["run_id"]) == before
 
 
 @pytest.fixture(scope="module")
