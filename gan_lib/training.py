@@ -22,11 +22,13 @@ nodes see the same all-reduced losses and so take the same decision. After
 ``max_rollbacks`` the run stops with a message saying so.
 """
 
+import contextlib
 import io
 import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -375,12 +377,31 @@ def train_worker(options: TrainOptions, ctx=None) -> None:
         allowed = os.sched_getaffinity(0)
         cores = pin_to_own_cores(options.threads, allowed)
     try:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        rank, nodes = node_rank()
-        _Loop(options, strategy, rank, nodes, cores).run()
+        with own_temporary_folder():
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            rank, nodes = node_rank()
+            _Loop(options, strategy, rank, nodes, cores).run()
     finally:
         if cores:  # Spark may reuse this Python worker for other tasks
             _set_affinity(allowed)
+
+
+@contextlib.contextmanager
+def own_temporary_folder():
+    """Point Python's temporary files at a folder of their own, removed on the way out.
+
+    TensorFlow's autograph writes the code it generates for each traced function to a
+    temporary file that it deletes only when the interpreter exits normally; Spark ends its
+    Python workers without that, so every training node used to leave a dozen such files in
+    /tmp. The previous setting comes back for the next task of a reused worker."""
+    folder = tempfile.mkdtemp(prefix="hdp-gan-node-")
+    previous = tempfile.tempdir
+    tempfile.tempdir = folder
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class _Loop:

@@ -1,6 +1,8 @@
 """The training loop's pieces in one process: sharding, checkpoints, the divergence guard,
 the generator export."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -347,3 +349,22 @@ def test_exported_conditional_generator_draws_the_requested_classes_with_generat
     with pytest.raises(tf.errors.InvalidArgumentError, match="below the class count"):
         module.signatures["generate_class"](noise=tf.constant(noise[:1]),
                                             labels=tf.constant([10], tf.int32))
+
+
+def test_a_nodes_autograph_files_go_to_its_own_temporary_folder_which_is_removed(tmp_path):
+    import tempfile
+
+    import tensorflow as tf
+
+    def clipped(x):
+        if tf.reduce_sum(x) > 0:  # autograph turns this into graph code, written to a file
+            return x
+        return -x
+
+    before = tempfile.tempdir
+    with training.own_temporary_folder() as folder:
+        tf.function(clipped)(tf.constant([1.0, -3.0]))
+        written = [p.name for p in Path(folder).iterdir()]
+    assert any(name.startswith("__autograph_generated_file") for name in written)
+    assert not Path(folder).exists()
+    assert tempfile.tempdir == before
