@@ -15,6 +15,7 @@ import numpy as np
 from gan_lib import storage
 from gan_lib.datasets import pixel_id
 from gan_lib.inference import keep_out_of_collections, local_copy
+from gan_lib.runs import run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,16 @@ def load_generator(handle: str, settings=None):
         _GENERATORS[handle] = (signature, latent_dim)
         keep_out_of_collections()
     return _GENERATORS[handle]
+
+
+def images_folder(settings, run_id: str) -> str:
+    """Where a generate run's PNG files live: ``runs/<run_id>/images``."""
+    return storage.join(run_dir(settings, run_id), "images")
+
+
+def image_name(index: int) -> str:
+    """The file name of a run's image ``index``; ``IMAGE_NAME`` reads it back."""
+    return f"{index:07d}.png"
 
 
 def remove_stale_images(images_uri: str, count: int, settings=None) -> int:
@@ -70,6 +81,6 @@ def generate_partition(partition: int, start: int, count: int, seed: int, genera
         for position, image in enumerate(pixels):
             index = start + offset + position
             image_id = pixel_id(image)
-            path = storage.join(images_uri, f"{index:07d}.png")
+            path = storage.join(images_uri, image_name(index))
             store.write_bytes(path, encode_png(image))
             yield image_id, int(seed), int(index), path

@@ -33,7 +33,7 @@ def run(args, settings):
         raise StageError(f"run {train_run} has no exported generator at {generator_uri}; "
                          "train it to the end first")
     run_id = validate_name(args.run_id or new_run_id("generate"), "--run-id")
-    images_uri = storage.join(run_dir(settings, run_id), "images")
+    images_uri = generation.images_folder(settings, run_id)
     partitions = args.partitions or 2 * settings.executors
     stage = StageRun("generate", run_id, parameters=vars(args),
                      lineage={"generator_run": train_run, "generator": generator_uri})

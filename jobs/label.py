@@ -10,7 +10,7 @@ contact sheet of labelled images.
 
 import sys
 
-from gan_lib import inference, labelling, metrics, preprocessing, storage, tables
+from gan_lib import generation, inference, labelling, metrics, preprocessing, storage, tables
 from gan_lib.config import ConfigError, validate_name
 from gan_lib.runs import StageError, StageRun, new_run_id, run_dir, staging_folder
 from jobs import common
@@ -93,7 +93,7 @@ def _run_id(args):
 
 def _source_frame(spark, settings, args):
     if args.generated:
-        images = storage.join(run_dir(settings, args.generated), "images")
+        images = generation.images_folder(settings, args.generated)
         if not storage.open_storage(images, settings).exists(images):
             raise ConfigError(f"--generated {args.generated}: no images at {images}")
         return labelling.files_frame(spark, images), "files"
@@ -152,7 +152,7 @@ def check_before_the_root(args, settings) -> None:
     would be created there)."""
     run_id, _ = _run_id(args)
     if not args.generated and args.run_id:
-        images = storage.join(run_dir(settings, run_id), "images")
+        images = generation.images_folder(settings, run_id)
         if storage.open_storage(images, settings).exists(images):
             # a generate run's labels go with its quality row and contact sheet
             raise ConfigError(f"--run-id {run_id} is a generate run's id; label that run with "
