@@ -3,9 +3,12 @@
     spark-submit jobs/sql.py --root /data/gan "SELECT label, count(*) FROM labels GROUP BY label"
 
 The project's database is the current one, so table names need no prefix. Rows are printed
-tab-separated with a header; --json prints one JSON object per row instead.
+tab-separated with a header; --json prints one JSON object per row instead. In both, arrays,
+structs and maps are written as JSON and binary values in base64, as Spark's ``to_json`` writes
+them.
 """
 
+import base64
 import json
 import sys
 
@@ -42,15 +45,43 @@ def run(args, settings):
         rows = result.limit(args.limit).collect()
         if args.json:
             for row in rows:
-                print(json.dumps(row.asDict(recursive=True), default=str))
+                print(_json(row))
         else:
             print("\t".join(result.columns))
             for row in rows:
-                print("\t".join("NULL" if v is None else str(v) for v in row))
+                print("\t".join(cell(value) for value in row))
         sys.stdout.flush()
     finally:
         spark.stop()
     return None
+
+
+def cell(value) -> str:
+    """One value as text: NULL, nested values as JSON, binary in base64, the rest as str()."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, (list, dict, tuple)):  # a struct comes as a Row, a tuple
+        return _json(value)
+    return str(_plain(value))
+
+
+def _json(value) -> str:
+    return json.dumps(_plain(value), default=str, separators=(",", ":"), ensure_ascii=False)
+
+
+def _plain(value):
+    """``value`` with rows as objects, binary in base64, for json.dumps."""
+    from pyspark.sql import Row
+
+    if isinstance(value, Row):
+        return {key: _plain(item) for key, item in value.asDict().items()}
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return value
 
 
 def main(argv=None):

@@ -114,6 +114,24 @@ def test_sql_without_a_master_runs_spark_inside_the_driver(job, tmp_path):
     assert result.stdout.splitlines()[1:] == ["spark.master\tlocal[2]"]
 
 
+def test_sql_prints_arrays_structs_and_maps_as_json_and_binary_in_base64(job, tmp_path):
+    query = ("SELECT array(named_struct('label', 'coat', 'score', 0.5D)) AS top_k, "
+             "map('coat', 2) AS shares, binary('ab') AS raw, 'plain' AS text")
+    result = job("sql", "--root", tmp_path, query, master=None)
+    assert result.code == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[1:] == [
+        '[{"label":"coat","score":0.5}]\t{"coat":2}\tYWI=\tplain']
+
+
+def test_sql_json_lines_keep_struct_field_names_inside_arrays():
+    from pyspark.sql import Row
+
+    from jobs import sql
+
+    row = Row(top_k=[Row(label="coat", score=0.5)], raw=bytearray(b"ab"), missing=None)
+    assert sql._json(row) == '{"top_k":[{"label":"coat","score":0.5}],"raw":"YWI=","missing":null}'
+
+
 @pytest.mark.parametrize("master", ["local", "local[2]"])
 def test_training_on_a_master_without_executors_is_refused_before_spark(job, tmp_path, master):
     result = job("train", "--root", tmp_path, "--master", master)
