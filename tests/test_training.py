@@ -351,6 +351,22 @@ def test_exported_conditional_generator_draws_the_requested_classes_with_generat
                                             labels=tf.constant([10], tf.int32))
 
 
+def test_exported_generator_refuses_non_finite_noise_and_a_label_count_that_differs(tmp_path):
+    import tensorflow as tf
+    import tensorflow_hub as hub
+
+    loop = _loop(tmp_path)
+    training.export_generator(loop.trainer, loop.options, loop.store)
+    module = hub.load(str(storage.local_path(loop.options.run_uri) / "generator"))
+    noise = np.zeros((2, 8), np.float32)
+    noise[1, 3] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="noise must be finite"):
+        module.signatures["serving_default"](noise=tf.constant(noise))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one label per noise vector"):
+        module.signatures["generate_class"](noise=tf.zeros((3, 8)),
+                                            labels=tf.constant([1, 2], tf.int32))
+
+
 def test_a_nodes_autograph_files_go_to_its_own_temporary_folder_which_is_removed(tmp_path):
     import tempfile
 
