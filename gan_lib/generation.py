@@ -68,7 +68,8 @@ def partition_counts(count: int, partitions: int) -> list[int]:
 
 def generate_partition(partition: int, start: int, count: int, seed: int, generator_uri: str,
                        images_uri: str, settings=None):
-    """Draw ``count`` images for one partition; yields (image_id, seed, index, path) rows."""
+    """Draw ``count`` images for one partition; yields (image_id, seed, index, path) rows, the
+    path in the form Spark gives it when it reads the file back (as the labels table has it)."""
     import tensorflow as tf
     from gan_lib.images import encode_png
 
@@ -83,4 +84,4 @@ def generate_partition(partition: int, start: int, count: int, seed: int, genera
             image_id = pixel_id(image)
             path = storage.join(images_uri, image_name(index))
             store.write_bytes(path, encode_png(image))
-            yield image_id, int(seed), int(index), path
+            yield image_id, int(seed), int(index), storage.spark_path(path)

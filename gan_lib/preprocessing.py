@@ -102,6 +102,13 @@ def check_before_spark(settings: Settings, options: PreprocessOptions) -> None:
     if _is_local(options.input_uri):
         # Before the probe below opens any file: a named pipe would block it.
         _check_local_tree(options.input_uri, settings.root)
+    copying = store.being_copied(options.input_uri)
+    if copying:
+        raise ConfigError(f"--input {options.input_uri} holds {copying}, a file still being "
+                          "copied in (HDFS's shell writes a file under that name and renames it "
+                          "when the copy is complete); Spark's listing leaves it out, so it "
+                          "would not be counted: wait for the copy to finish, or remove the "
+                          "file if the copy failed")
     sample = store.files(options.input_uri, limit=IMAGE_PROBE_FILES)
     if not sample:
         raise ConfigError(f"--input {options.input_uri} holds no files")
@@ -558,13 +565,8 @@ def unread_files(spark, listed, rows):
     if rows.count() == len(listed):
         return None
     # inputFiles() gives URIs with names percent-encoded; the path column holds them decoded
-    paths = spark.createDataFrame([(spark_path(unquote(p)),) for p in listed], "path STRING")
+    paths = spark.createDataFrame([(storage.spark_path(unquote(p)),) for p in listed], "path STRING")
     return paths.join(rows.select("path"), "path", "left_anti")
-
-
-def spark_path(uri: str) -> str:
-    """A path as Spark's file sources print it (``file:/x`` rather than ``file:///x``)."""
-    return "file:/" + uri[len("file:///"):] if uri.startswith("file:///") else uri
 
 
 def _reconcile(by_status: dict, listed: int, unique: int, dataset: str, spark,

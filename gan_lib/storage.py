@@ -48,6 +48,17 @@ def join(uri: str, *parts: str) -> str:
     return prefix + posixpath.join(path or "/", *[str(p).strip("/") for p in parts])
 
 
+def spark_path(uri: str) -> str:
+    """``uri`` in the form Spark and Hadoop give a path when they list or read it
+    (``file:/x`` for a local file; other schemes unchanged), so that paths a job writes itself
+    join with paths Spark reports."""
+    if urlsplit(uri).scheme == "file":
+        path = local_file_path(uri)
+        if path is not None:
+            return "file:" + path
+    return uri
+
+
 def local_path(uri: str) -> Path:
     """The local path of a ``file:`` URI in any form Spark and Hadoop write (or of a plain
     path), taken as written: as in Spark's and Hadoop's paths, '#', '?' and '%' are parts of
@@ -74,6 +85,10 @@ def open_storage(uri: str, settings=None) -> "Storage":
     raise ConfigError(f"no storage for {redact_url(uri)!r}; use file://, hdfs:// or webhdfs://")
 
 
+# HDFS's shell writes a file under this suffix and renames it when the copy is complete.
+COPYING_SUFFIX = "._COPYING_"
+
+
 def skipped_by_listing(name: str) -> bool:
     """Whether Spark's file listing leaves a file or folder name out: names starting with '.',
     names starting with '_' that hold no '=' (partition folders such as ``_part=1`` are
@@ -82,7 +97,7 @@ def skipped_by_listing(name: str) -> bool:
     if name.startswith(("_metadata", "_common_metadata")):
         return False
     return (name.startswith(".") or (name.startswith("_") and "=" not in name)
-            or name.endswith("._COPYING_"))
+            or name.endswith(COPYING_SUFFIX))
 
 
 def check_root(settings, create: bool) -> None:
@@ -137,10 +152,32 @@ class Storage:
         found = self.files(uri, limit=1)
         return found[0] if found else None
 
+    def walk(self, uri: str):
+        """(folder URI, file names) for the folder ``uri`` and each folder below it, depth
+        first and sorted, following links to folders and leaving out folders that Spark's file
+        listing leaves out, as Hadoop's listing does; the file names are all of them."""
+        raise NotImplementedError
+
     def files(self, uri: str, limit: int) -> "list[str]":
         """URIs of up to ``limit`` files below the folder ``uri``, depth first, leaving out
         names that Spark's file listing leaves out (``skipped_by_listing``)."""
-        raise NotImplementedError
+        found = []
+        for folder, names in self.walk(uri):
+            for name in names:
+                if len(found) >= limit:
+                    return found
+                if not skipped_by_listing(name):
+                    found.append(join(folder, name))
+        return found
+
+    def being_copied(self, uri: str) -> str | None:
+        """The URI of the first file below the folder ``uri`` whose name says it is still
+        being copied in (``._COPYING_``, which Spark's listing leaves out), or None."""
+        for folder, names in self.walk(uri):
+            for name in names:
+                if name.endswith(COPYING_SUFFIX):
+                    return join(folder, name)
+        return None
 
     def read_bytes(self, uri: str) -> bytes:
         raise NotImplementedError
@@ -236,15 +273,10 @@ class LocalStorage(Storage):
     def is_dir(self, uri):
         return local_path(uri).is_dir()
 
-    def files(self, uri, limit):
-        found = []
-        for folder, folders, names in os.walk(local_path(uri)):
+    def walk(self, uri):
+        for folder, folders, names in os.walk(local_path(uri), followlinks=True):
             folders[:] = sorted(n for n in folders if not skipped_by_listing(n))
-            for name in sorted(n for n in names if not skipped_by_listing(n)):
-                if len(found) >= limit:
-                    return found
-                found.append(file_uri(Path(folder, name)))
-        return found
+            yield file_uri(Path(folder)), sorted(names)
 
     def read_head(self, uri, size):
         try:
@@ -410,15 +442,10 @@ class WebHdfsStorage(Storage):
                              lambda: self.client.status(self._path(uri), strict=False))
         return bool(status) and status["type"] == "DIRECTORY"
 
-    def files(self, uri, limit):
-        found = []
+    def walk(self, uri):
         for folder, folders, names in self.client.walk(self._path(uri), allow_dir_changes=True):
             folders[:] = sorted(n for n in folders if not skipped_by_listing(n))
-            for name in sorted(n for n in names if not skipped_by_listing(n)):
-                if len(found) >= limit:
-                    return found
-                found.append(self._uri(posixpath.join(folder, name)))
-        return found
+            yield self._uri(folder), sorted(names)
 
     def read_head(self, uri, size):
         def read():

@@ -141,6 +141,13 @@ def test_every_generated_image_gets_a_label_row_with_top_k(labelled):
     assert {row["classifier_handle"] for row in rows} == {summary["lineage"]["classifier"]}
 
 
+def test_a_generated_image_has_the_same_path_in_the_generated_and_labels_tables(labelled):
+    root, summary = labelled
+    generated = {row["path"] for row in _table(root, "generated", summary["run_id"])}
+    labels = {row["path"] for row in _table(root, "labels", summary["run_id"])}
+    assert len(generated) == 60 and generated == labels
+
+
 def test_a_generator_run_gets_one_quality_row_beside_the_real_split_score(labelled):
     root, summary = labelled
     rows = _table(root, "quality", summary["run_id"])

@@ -447,6 +447,28 @@ def test_dangling_symlink_in_the_input_fails_before_any_spark_work_naming_it(tmp
     assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
 
 
+def test_a_file_still_being_copied_in_fails_before_any_spark_work_naming_it(tmp_path, job):
+    folder = _one_image_folder(tmp_path / "images" / "shoes")
+    (folder / "two.png._COPYING_").write_bytes(_png(32, 32)[:20])
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "images")
+    assert result.code == 2
+    assert f"{folder / 'two.png._COPYING_'}, a file still being copied in" in \
+        result.last_error_line
+    assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
+def test_an_input_whose_images_all_lie_behind_a_linked_folder_passes_the_image_check(tmp_path):
+    from gan_lib.config import Settings
+
+    _one_image_folder(tmp_path / "store" / "shoes")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "linked").symlink_to(tmp_path / "store")
+    (tmp_path / "root").mkdir()
+    options = preprocessing.PreprocessOptions(input_uri=(tmp_path / "images").as_uri(),
+                                              dataset="linked")
+    preprocessing.check_before_spark(Settings(root=str(tmp_path / "root")), options)
+
+
 def test_name_that_is_not_utf8_fails_before_any_spark_work_naming_it(tmp_path, job):
     folder = _one_image_folder(tmp_path / "images" / "shoes")
     with open(os.fsencode(folder) + b"/caf\xe9.png", "wb") as handle:  # Latin-1, not UTF-8

@@ -122,6 +122,24 @@ def test_files_lists_up_to_the_limit_leaving_out_what_hadoop_leaves_out(base):
     assert len(store.files(tree, limit=2)) == 2
 
 
+def test_being_copied_names_a_file_hdfs_is_still_copying_in_and_none_otherwise(base):
+    store = storage.open_storage(base)
+    tree = storage.join(base, "upload")
+    store.write_bytes(storage.join(tree, "a", "1.png"), b"x")
+    assert store.being_copied(tree) is None
+    store.write_bytes(storage.join(tree, "b", "2.png._COPYING_"), b"x")
+    assert store.being_copied(tree) == storage.join(tree, "b", "2.png._COPYING_")
+
+
+def test_local_files_are_found_behind_a_link_to_a_folder_as_hadoop_lists_them(tmp_path):
+    (tmp_path / "store" / "shoes").mkdir(parents=True)
+    (tmp_path / "store" / "shoes" / "1.png").write_bytes(b"x")
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "linked").symlink_to(tmp_path / "store")
+    found = storage.open_storage(tmp_path.as_uri()).files((tmp_path / "input").as_uri(), 10)
+    assert found == [storage.join((tmp_path / "input").as_uri(), "linked", "shoes", "1.png")]
+
+
 def test_local_names_with_url_characters_are_listed_and_read_as_written(tmp_path):
     folder = tmp_path / "my photos#1?"
     names = ["a b.png", "c#d.png", "e?f.png", "\u00e9.png", "g%41.png"]
@@ -220,6 +238,14 @@ def test_staging_folder_goes_and_takes_the_run_folder_only_when_nothing_else_is_
                                  "file://localhost/data/a b#1", "/data/a b#1"])
 def test_local_path_reads_every_form_spark_writes_as_the_same_path(uri):
     assert str(storage.local_path(uri)) == "/data/a b#1"
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("file:///data/a b#1", "file:/data/a b#1"), ("file://localhost/data/x", "file:/data/x"),
+    ("file:/data/x", "file:/data/x"), ("hdfs://nn:8020/gan/x", "hdfs://nn:8020/gan/x"),
+    ("webhdfs://nn:9870/gan/x", "webhdfs://nn:9870/gan/x")])
+def test_spark_path_writes_a_local_file_as_spark_lists_it_and_keeps_other_schemes(uri, expected):
+    assert storage.spark_path(uri) == expected
 
 
 @pytest.mark.parametrize("uri", ["file://otherhost/data", "file:data", "hdfs://nn:8020/data"])
