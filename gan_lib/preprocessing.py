@@ -565,7 +565,8 @@ def unread_files(spark, listed, rows):
     if rows.count() == len(listed):
         return None
     # inputFiles() gives URIs with names percent-encoded; the path column holds them decoded
-    paths = spark.createDataFrame([(storage.spark_path(unquote(p)),) for p in listed], "path STRING")
+    paths = spark.createDataFrame([(storage.spark_path(unquote(p)),) for p in listed],
+                                  "path STRING")
     return paths.join(rows.select("path"), "path", "left_anti")
 
 
