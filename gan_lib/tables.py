@@ -98,12 +98,33 @@ def create_statement(settings: Settings, table: str) -> str:
 
 
 def ensure_tables(spark, settings: Settings, names=None) -> None:
-    """Create the database and the named tables (all by default) when missing."""
+    """Create the database and the named tables (all by default) when missing.
+
+    A table created here over a folder that already holds partitions (the table was dropped,
+    which leaves an external table's files in place) gets those partitions back, so that
+    dropping a table loses no rows.
+    """
     database = validate_identifier(settings.database, "--database")
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} "
               f"LOCATION '{storage.join(settings.root, 'warehouse', database + '.db')}'")
     for table in names or TABLES:
+        existed = spark.catalog.tableExists(qualified(settings, table))
         spark.sql(create_statement(settings, table))
+        if not existed and has_partition_folders(settings, table):
+            spark.sql(f"ALTER TABLE {qualified(settings, table)} RECOVER PARTITIONS")
+            found = len(spark.sql(f"SHOW PARTITIONS {qualified(settings, table)}").collect())
+            logger.info("table %s was created over a folder that held %d partitions; they are "
+                        "back in the table", qualified(settings, table), found)
+
+
+def has_partition_folders(settings: Settings, table: str) -> bool:
+    """Whether the table's folder holds folders of its first partition column."""
+    location = table_location(settings, table)
+    store = storage.open_storage(location, settings)
+    first_partition = TABLES[table][1][0][0]
+    return store.is_dir(location) and any(
+        is_folder and name.startswith(first_partition + "=")
+        for name, is_folder in store.entries(location))
 
 
 def column_names(table: str) -> list[str]:

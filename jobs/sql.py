@@ -2,20 +2,32 @@
 
     spark-submit jobs/sql.py --root /data/gan "SELECT label, count(*) FROM labels GROUP BY label"
 
-The project's database is the current one, so table names need no prefix. Rows are printed
-tab-separated with a header; --json prints one JSON object per row instead. In both, arrays,
-structs and maps are written as JSON and binary values in base64, as Spark's ``to_json`` writes
-them.
+The project's database is the current one, so table names need no prefix. The command
+creates no database: when the one named by --database does not exist it fails, naming those
+that do, except on a root where no stage has run yet (the metastore holds only Spark's
+``default``), where queries run in ``default``.
+
+Rows are printed tab-separated with a header; inside a value, a backslash, tab, newline or
+carriage return is written as ``\\\\``, ``\\t``, ``\\n`` or ``\\r`` (in JSON values too), so
+that each row is one line. --json prints one JSON object per row instead. In both, arrays,
+structs and maps are written as JSON and binary values in base64, as Spark's ``to_json``
+writes them; in JSON, so are doubles that are not numbers (``"NaN"``, ``"Infinity"``,
+``"-Infinity"``, as strings) and decimals (as exact numbers). At most --limit rows are
+printed; a line on standard error says when the query has more.
 """
 
 import base64
+import decimal
 import json
+import math
 import sys
 
 from gan_lib import report, session
 from gan_lib.config import ConfigError, validate_identifier
 from gan_lib.runs import StageError
 from jobs import common
+
+TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def build_parser():
@@ -28,49 +40,105 @@ def build_parser():
 
 
 def run(args, settings):
-    from pyspark.errors import AnalysisException, ParseException
-
     if not args.query.strip():
         raise ConfigError("the query is empty; give one SQL statement, e.g. \"SHOW TABLES\"")
     database = validate_identifier(settings.database, "--database")
     # queries over the project's tables need no executor JVMs of their own on this machine
     spark = session.build_session(report.table_reader_settings(settings), "hdp-gan sql")
     try:
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
-        spark.sql(f"USE {database}")
-        try:
-            result = spark.sql(args.query)
-        except (ParseException, AnalysisException) as error:
-            raise StageError(f"the query failed: {common.first_line(error)}") from None
-        rows = result.limit(args.limit).collect()
+        use_database(spark, database)
+        # one row more than printed tells whether the query has more
+        columns, rows = run_query(spark, args.query, args.limit + 1)
+        shown = rows[:args.limit]
         if args.json:
-            for row in rows:
+            for row in shown:
                 print(_json(row))
         else:
-            print("\t".join(result.columns))
-            for row in rows:
+            print("\t".join(column.translate(TEXT_ESCAPES) for column in columns))
+            for row in shown:
                 print("\t".join(cell(value) for value in row))
         sys.stdout.flush()
+        if len(rows) > len(shown):
+            print(f"sql: printed the first {args.limit} rows and the query has more; "
+                  "--limit N prints up to N", file=sys.stderr)
     finally:
         spark.stop()
     return None
 
 
+def use_database(spark, database: str) -> None:
+    """Make ``database`` the current one, or fail naming the databases that exist. On a
+    root where no stage has run yet there is only ``default``, and queries run there."""
+    if spark.catalog.databaseExists(database):
+        spark.catalog.setCurrentDatabase(database)
+        return
+    existing = sorted(found.name for found in spark.catalog.listDatabases())
+    if existing != ["default"]:
+        raise ConfigError(f"the database {database} (--database) does not exist; the "
+                          f"metastore has {', '.join(existing)}: give one of those")
+
+
+def run_query(spark, query: str, limit: int):
+    """The query's column names and at most ``limit`` rows; an error from Spark, when the
+    query is parsed or while it runs, becomes one line with Spark's own message."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    # a task that fails logs its Java stack trace; the one line of the error says enough
+    spark.sparkContext.setLogLevel("FATAL")
+    try:
+        result = spark.sql(query)
+        return result.columns, result.limit(limit).collect()
+    except PySparkException as error:
+        raise StageError(f"the query failed: {common.first_line(error)}") from None
+    except Py4JJavaError as error:
+        raise StageError(f"the query failed: {common.first_line(java_cause(error))}") from None
+    finally:
+        spark.sparkContext.setLogLevel("WARN")
+
+
+def java_cause(error) -> RuntimeError:
+    """The innermost cause of an error raised in the JVM, whose message is the one a user
+    wrote or needs (``raise_error('boom')`` fails with 'Job aborted ...' caused by 'boom')."""
+    cause = error.java_exception
+    while cause.getCause() is not None:
+        cause = cause.getCause()
+    return RuntimeError(cause.getMessage() or cause.getClass().getName())
+
+
 def cell(value) -> str:
-    """One value as text: NULL, nested values as JSON, binary in base64, the rest as str()."""
+    """One value as text: NULL, nested values as JSON, binary in base64, the rest as str(),
+    with backslash, tab, newline and carriage return escaped."""
     if value is None:
         return "NULL"
     if isinstance(value, (list, dict, tuple)):  # a struct comes as a Row, a tuple
-        return _json(value)
-    return str(_plain(value))
+        return _json(value).translate(TEXT_ESCAPES)
+    return str(_plain(value)).translate(TEXT_ESCAPES)
 
 
 def _json(value) -> str:
-    return json.dumps(_plain(value), default=str, separators=(",", ":"), ensure_ascii=False)
+    """``value`` as strict JSON, written as Spark's ``to_json`` writes it."""
+    return _json_text(_plain(value))
+
+
+def _json_text(value) -> str:
+    """A value as ``_plain`` returns it, as JSON text."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_json_text(key)}:{_json_text(item)}"
+                              for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_json_text(item) for item in value) + "]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return '"NaN"' if math.isnan(value) else '"Infinity"' if value > 0 else '"-Infinity"'
+    if isinstance(value, decimal.Decimal):
+        return str(value)  # exact, in the form Java's BigDecimal.toString writes
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(str(value), ensure_ascii=False)  # dates and times as Python writes them
 
 
 def _plain(value):
-    """``value`` with rows as objects, binary in base64, for json.dumps."""
+    """``value`` with rows as objects, binary in base64, for _json."""
     from pyspark.sql import Row
 
     if isinstance(value, Row):

@@ -1,0 +1,96 @@
+"""hdp-gan sql: what it prints for rows people really have (many of them, tabs and newlines,
+NaN and decimals), and errors in one line (a query failing while it runs, a mistyped
+--database); a table dropped with it comes back whole when a job recreates it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ONE_JVM_MASTER, REPO
+
+ANSI = '[spark]\n"spark.sql.ansi.enabled" = "true"\n'
+
+
+@pytest.mark.parametrize("query, spark_config, message", [
+    ("SELECT raise_error('boom')", "", "boom"),
+    ("SELECT id / 0 FROM range(1)", ANSI, "[DIVIDE_BY_ZERO] Division by zero."),
+], ids=["raise_error", "ansi_division_by_zero"])
+def test_a_query_that_fails_while_running_ends_in_one_line_with_sparks_message(
+        job, tmp_path, query, spark_config, message):
+    config = tmp_path / "hdp-gan.toml"
+    config.write_text(spark_config)
+    result = job("sql", "--root", tmp_path, "--config", config, query)
+    assert result.code == 1
+    assert result.last_error_line.startswith(f"sql: failed: the query failed: {message}")
+    assert "Traceback" not in result.stderr and "\tat " not in result.stderr
+
+
+def test_sql_says_on_stderr_when_the_query_has_more_rows_than_it_printed(job, tmp_path):
+    result = job("sql", "--root", tmp_path, "--limit", "3", "SELECT id FROM range(5)")
+    assert result.code == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == ["id", "0", "1", "2"]
+    assert result.last_error_line == (
+        "sql: printed the first 3 rows and the query has more; --limit N prints up to N")
+
+
+def test_json_lines_write_special_doubles_and_decimals_as_spark_to_json_does(job, tmp_path):
+    query = ("WITH t AS (SELECT named_struct('nan', double('NaN'), 'inf', double('Infinity'), "
+             "'minus_inf', -double('Infinity'), 'float_nan', float('NaN'), 'half', 0.5D, "
+             "'price', 1.50BD, 'tiny', CAST(0 AS DECIMAL(20, 10))) AS v) "
+             "SELECT v, to_json(v) AS spark FROM t")
+    result = job("sql", "--root", tmp_path, "--json", query)
+    assert result.code == 0, result.stderr[-2000:]
+
+    def not_strict_json(constant):
+        pytest.fail(f"{constant} is not JSON")
+    line = result.stdout.strip()
+    spark = json.loads(line, parse_constant=not_strict_json)["spark"]
+    assert line == '{"v":' + spark + ',"spark":' + json.dumps(spark) + "}"
+
+
+def test_text_rows_escape_backslash_tab_newline_and_carriage_return_inside_values(job, tmp_path):
+    query = ("SELECT concat('a', char(9), 'b', char(10), 'c', char(13), 'd', char(92), 'e') "
+             "AS s, 1 AS n")
+    result = job("sql", "--root", tmp_path, query)
+    assert result.code == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == ["s\tn", "a\\tb\\nc\\rd\\\\e\t1"]
+
+
+def test_a_database_that_does_not_exist_is_refused_naming_those_that_do(job, tmp_path):
+    created = job("sql", "--root", tmp_path, "CREATE DATABASE hdp_gan")
+    assert created.code == 0, created.stderr[-2000:]
+
+    result = job("sql", "--root", tmp_path, "--database", "hdp_gn", "SELECT 1")
+    assert result.code == 2
+    assert result.last_error_line == ("sql: error: the database hdp_gn (--database) does not "
+                                      "exist; the metastore has default, hdp_gan: give one of "
+                                      "those")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "warehouse" / "hdp_gn.db").exists()
+
+
+RECORD_A_RUN = (
+    "import sys; from gan_lib import config, runs, session; "
+    "settings = config.settings_from({'root': sys.argv[1], 'master': sys.argv[3]}); "
+    "spark = session.build_session(settings, 'record a run'); "
+    "runs.StageRun('ingest', sys.argv[2]).record(spark, settings); spark.stop()")
+
+
+def _record_a_run(root, run_id):
+    process = subprocess.run([sys.executable, "-c", RECORD_A_RUN, str(root), run_id,
+                              ONE_JVM_MASTER], cwd=REPO, capture_output=True, text=True,
+                             timeout=900)
+    assert process.returncode == 0, process.stderr[-2000:]
+
+
+def test_a_table_dropped_with_sql_gets_its_rows_back_when_a_job_recreates_it(job, tmp_path):
+    _record_a_run(tmp_path, "ingest-before")
+    dropped = job("sql", "--root", tmp_path, "DROP TABLE runs")
+    assert dropped.code == 0, dropped.stderr[-2000:]
+
+    _record_a_run(tmp_path, "ingest-after")
+    listed = job("sql", "--root", tmp_path, "SELECT run_id FROM runs ORDER BY run_id")
+    assert listed.code == 0, listed.stderr[-2000:]
+    assert listed.stdout.splitlines() == ["run_id", "ingest-after", "ingest-before"]
