@@ -44,9 +44,10 @@ REJECT_REASONS = {
     "too_large": "the image has more pixels than allowed (a possible decompression bomb)",
     "too_small": "the shorter side of the image is below the allowed minimum",
     "unsupported_mode": "the pixel format cannot be turned into grayscale or RGB",
-    "outside_input": "the file is a symbolic link to a file outside the input folder",
+    "outside_input": "the file lies outside the input folder: a symbolic link, to it or to a "
+                     "folder on its path, leads out of the input",
     "file_too_large": "the file is over the size limit and was not read (preprocess "
-                      "--max-file-bytes, 1 GiB by default; Spark reads at most 2 GiB a file)",
+                      "--max-file-bytes, 128 MiB by default; Spark reads at most 2 GiB a file)",
     "not_read": "Spark listed the file but did not read it: it never reads names starting with "
                 "_metadata or _common_metadata (it takes them for Parquet summaries), and a file "
                 "removed after the listing is not there to read; rename or restore it",

@@ -41,10 +41,14 @@ DECODED_SCHEMA = (
 
 
 # Spark's binaryFile source reads files of at most 2 GiB - 1 bytes (and fails the job on a
-# larger one). Files above the limit are left unread and rejected as file_too_large; the
-# default leaves room for 16-bit RGBA TIFFs at the default pixel limit.
+# larger one). Files above the limit are left unread and rejected as file_too_large. An
+# executor holds a file several times over while it reads it and hands it to Python: with the
+# default executors (2,048 MB, 1,536 MB of it heap) a 128 MiB file went through and a 300 MiB
+# one ran the executor out of memory, failing the job. So the default stops at 128 MiB (far
+# above any compressed image within the default pixel limit); raise it together with
+# --executor-memory-mb.
 SPARK_MAX_FILE_BYTES = 2**31 - 1
-DEFAULT_MAX_FILE_BYTES = 2**30
+DEFAULT_MAX_FILE_BYTES = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -424,6 +428,10 @@ def _decode_and_write(spark, settings, options, run, staging: str) -> dict:
     by_status = {row["status"]: row["count"]
                  for row in decoded.groupBy("status").count().collect()}
     copies, found = _first_copies(decoded)
+    if not found["unique"]:  # before the tables are touched: the dataset stays as it was
+        raise StageError(f"no file under {options.input_uri} was accepted "
+                         f"({_rejected_summary(decoded)}); the dataset {options.dataset} was "
+                         "left as it was")
     names = found["labels"]
     label_index = F.create_map(*[F.lit(x) for pair in enumerate(names) for x in pair[::-1]]) \
         if names else None
@@ -457,6 +465,17 @@ def _decode_and_write(spark, settings, options, run, staging: str) -> dict:
     return counts
 
 
+def _rejected_summary(decoded, most: int = 3) -> str:
+    """How many files were rejected, with the commonest reasons: '12 rejected: too_small 10,
+    empty 2'."""
+    from pyspark.sql import functions as F
+    reasons = (decoded.where(F.col("status") == "rejected").groupBy("reason").count()
+               .orderBy(F.desc("count"), "reason").collect())
+    total = sum(row["count"] for row in reasons)
+    shown = ", ".join(f"{row['reason']} {row['count']}" for row in reasons[:most])
+    return f"{total} rejected: {shown}" if reasons else "the input holds no files Spark reads"
+
+
 # Above this many duplicate files the paths to drop are joined without broadcasting them.
 BROADCAST_DUPLICATES = 100_000
 
@@ -475,13 +494,20 @@ def _first_copies(decoded):
 
     keys = decoded.where(F.col("status") == "accepted").select("image_id", "path", "label",
                                                                 "split")
-    first = F.row_number().over(Window.partitionBy("image_id").orderBy("path")) == 1
-    ranked = keys.withColumn("_first", first)
+    by_path = Window.partitionBy("image_id").orderBy("path")
+    ranked = keys.withColumn("_first", F.row_number().over(by_path) == 1) \
+        .withColumn("_kept_label", F.first("label").over(by_path))
     found = ranked.agg(
         F.count_if(~F.col("_first")).alias("copies"), F.count_if("_first").alias("unique"),
+        F.count_if(~F.col("_first") & ~F.col("label").eqNullSafe(F.col("_kept_label")))
+        .alias("relabelled"),
         F.collect_set(F.when(F.col("_first"), F.col("label"))).alias("labels"),
         F.collect_set(F.when(F.col("_first"), F.col("split"))).alias("splits")).first()
     copies = ranked.where(~F.col("_first")).select("path")
+    if found["relabelled"]:
+        logger.warning("%d duplicate files are labelled otherwise than the first file with "
+                       "the same pixels (in path order); each image keeps that first file's "
+                       "label", found["relabelled"])
     return copies, {"copies": found["copies"], "unique": found["unique"],
                     "labels": sorted(found["labels"]), "splits": sorted(found["splits"])}
 
@@ -495,8 +521,10 @@ def readable_files(spark, folder_uri: str, max_bytes: int):
     from pyspark.sql import functions as F
     # Spark takes a path with [ ] { } * ? for a pattern and would read whatever matches it
     # (folder "in[1]" would read "in1"); its internal __globPaths__ option turns that off.
+    # A file deleted between the listing and its read is left out rather than failing the
+    # job; as it is in the listing, unread_files then finds it (rejected as not_read).
     return (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-            .option("__globPaths__", "false")
+            .option("__globPaths__", "false").option("ignoreMissingFiles", "true")
             .load(folder_uri).where(F.col("length") <= max_bytes).select("path", "content"))
 
 

@@ -175,7 +175,8 @@ class Storage:
         being copied in (``._COPYING_``, which Spark's listing leaves out), or None."""
         for folder, names in self.walk(uri):
             for name in names:
-                if name.endswith(COPYING_SUFFIX):
+                if name.endswith(COPYING_SUFFIX) and not skipped_by_listing(name[:-len(
+                        COPYING_SUFFIX)]):  # a hidden name is left out whether copied or not
                     return join(folder, name)
         return None
 

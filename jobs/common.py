@@ -2,7 +2,8 @@
 final JSON line and exit codes.
 
 Exit codes: 0 success, 1 the stage failed (one line says why), 2 a wrong option or
-configuration value (one line names it and what is expected).
+configuration value (one line names it and what is expected), 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM, as YARN and Oozie stop a job).
 """
 
 import argparse
@@ -10,12 +11,14 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 
 from gan_lib import config, storage
 from gan_lib.config import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 128 + signal.SIGTERM
 
 logger = logging.getLogger("hdp_gan")
 
@@ -218,6 +221,7 @@ def run_body(parser: ArgumentParser, body) -> int:
     from gan_lib.runs import StageError
     from gan_lib.storage import StorageError
 
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         code = body()
     except ConfigError as error:
@@ -228,20 +232,49 @@ def run_body(parser: ArgumentParser, body) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"{parser.prog}: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except Exception as error:  # the last line of defence: still one clear line at the end
         logger.exception("unexpected error")
         print(f"{parser.prog}: failed: {type(error).__name__}: {first_line(error)}",
               file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return EXIT_OK if code is None else code
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: like KeyboardInterrupt, not an Exception, so that no handler for errors
+    takes it for one; the stage records its run as failed on the way out."""
+
+
+def _terminate(_signum, _frame):
+    """Stop Spark's running jobs, as pyspark does on Ctrl-C, and unwind the stage."""
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    if context is not None:
+        context.cancelAllJobs()
+    raise Terminated()
 
 
 def first_line(error: BaseException) -> str:
     """The first non-blank line of an error's message, credentials masked. (Spark's SQL errors
-    start with a blank line; Java messages can carry a JDBC URL.)"""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return config.mask_secrets(lines[0][:500]) if lines else "(no message)"
+    start with a blank line; Java messages can carry a JDBC URL.) For an error py4j brings
+    from the JVM, the Java exception's own message, not py4j's "An error occurred while
+    calling o120.parquet"."""
+    java = getattr(error, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "(no message)"
+    line = config.mask_secrets(lines[0][:600])
+    if "exited with code 52" in lines[0]:  # Spark's exit code for an executor out of memory
+        line += " (52: the executor ran out of memory; give it more with --executor-memory-mb)"
+    return line
 
 
 @contextlib.contextmanager

@@ -27,7 +27,9 @@ def build_parser():
     parser.add_argument("--max-file-bytes", type=common.positive_int,
                         default=preprocessing.DEFAULT_MAX_FILE_BYTES,
                         help="reject files larger than this without reading them (at most "
-                             f"{preprocessing.SPARK_MAX_FILE_BYTES}, the largest file Spark reads)")
+                             f"{preprocessing.SPARK_MAX_FILE_BYTES}, the largest file Spark reads;"
+                             " raise it with --executor-memory-mb: an executor holds a file "
+                             "several times over while reading it)")
     parser.add_argument("--min-size", type=common.positive_int, default=8,
                         help="reject images whose shorter side is below this")
     parser.add_argument("--test-percent", type=common.non_negative_int, default=10,

@@ -153,6 +153,21 @@ def test_of_two_files_with_the_same_pixels_the_first_path_is_kept(first_run, mes
     assert [name for name in stored if name in names] == names[:1]
 
 
+def test_a_copy_under_another_label_is_warned_about_and_the_first_files_label_kept(
+        tmp_path, job):
+    for label in ("cats", "dogs"):
+        _one_image_folder(tmp_path / "images" / label)  # the same pixels in both
+    root = tmp_path / "root"
+    result = job("preprocess", "--root", root, "--input", tmp_path / "images",
+                 "--dataset", "pets")
+    assert result.code == 0, result.stderr[-3000:]
+    assert result.summary["counts"]["duplicates"] == 1
+    assert "1 duplicate files are labelled otherwise than the first file" in result.stderr
+    (row,) = parquet.read_table(root / "warehouse" / "hdp_gan.db" / "images" /
+                                "dataset=pets").to_pylist()
+    assert row["label"] == "cats"
+
+
 def test_file_names_that_urls_would_encode_are_read_once_under_their_own_names(first_run):
     root, _ = first_run
     rows = _read_partition(root, "images", dataset="messy", split="train") + \
@@ -445,6 +460,41 @@ def test_dangling_symlink_in_the_input_fails_before_any_spark_work_naming_it(tmp
     assert f"{folder / 'gone.png'}, a symbolic link to nothing" in \
         result.last_error_line
     assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
+def test_a_file_deleted_after_the_listing_is_found_unread_instead_of_failing_the_read(tmp_path):
+    from pyspark.sql import SparkSession
+
+    from gan_lib import storage
+
+    folder = _one_image_folder(tmp_path / "images")
+    (folder / "two.png").write_bytes(_png(32, 32))
+    spark = (SparkSession.builder.master("local[1]").appName("test-deleted-file")
+             .config("spark.ui.enabled", "false").getOrCreate())
+    try:
+        files = preprocessing.readable_files(spark, folder.as_uri(), 1 << 20)  # lists them
+        (folder / "two.png").unlink()
+        unread = preprocessing.unread_files(spark, preprocessing.listed_files(files), files)
+        assert [row.path for row in unread.collect()] == \
+            [storage.spark_path((folder / "two.png").as_uri())]
+    finally:
+        spark.stop()
+
+
+def test_a_run_that_accepts_no_file_fails_and_leaves_the_dataset_as_it_was(tmp_path, job):
+    folder = _one_image_folder(tmp_path / "images" / "shoes")
+    (folder / "two.png").write_bytes(_png(20, 20, colour=60))
+    root = tmp_path / "root"
+    first = job("preprocess", "--root", root, "--input", tmp_path / "images",
+                "--dataset", "small")
+    assert first.code == 0, first.stderr[-3000:]
+    again = job("preprocess", "--root", root, "--input", tmp_path / "images",
+                "--dataset", "small", "--min-size", "64")
+    assert again.code == 1
+    assert "was accepted (2 rejected: too_small 2); the dataset small was left as it was" in \
+        again.last_error_line
+    kept = parquet.read_table(root / "warehouse" / "hdp_gan.db" / "images" / "dataset=small")
+    assert kept.num_rows == 2
 
 
 def test_a_file_still_being_copied_in_fails_before_any_spark_work_naming_it(tmp_path, job):

@@ -79,6 +79,42 @@ def test_killed_executor_fails_training_fast_and_resume_continues(fashion_root):
     assert summary["counts"]["steps"] == saved["step"] + 8
 
 
+def test_sigterm_stops_training_with_one_line_and_records_the_run_failed(fashion_root):
+    run_id = "train-sigterm"
+    process, _ = _start_long_training(fashion_root, run_id)
+    try:
+        process.send_signal(signal.SIGTERM)  # as YARN and Oozie stop a job
+        _, stderr = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143
+    assert [line for line in stderr.splitlines() if line.strip()][-1] == \
+        "train: terminated (SIGTERM)"
+    runs = [row for row in parquet.read_table(
+        fashion_root / "warehouse" / "hdp_gan.db" / "runs").to_pylist()
+        if row["run_id"] == run_id]
+    assert [row["status"] for row in runs] == ["failed"]
+    assert _executor_pids(fashion_root / "_local") == []
+
+
+def test_a_jvm_failure_ends_with_the_java_message_and_says_when_memory_ran_out():
+    from jobs import common
+
+    class JavaException:  # what py4j hands over from the JVM: an object with toString()
+        def toString(self):
+            return ("org.apache.spark.SparkException: Job aborted due to stage failure: "
+                    "ExecutorLostFailure (executor 3 exited caused by one of the running "
+                    "tasks) Reason: Command exited with code 52\n\tat org.apache.spark...")
+
+    error = Exception("An error occurred while calling o120.parquet.")
+    error.java_exception = JavaException()
+    line = common.first_line(error)
+    assert line.startswith("org.apache.spark.SparkException: Job aborted")
+    assert line.endswith("(52: the executor ran out of memory; give it more with "
+                         "--executor-memory-mb)")
+
+
 def test_killed_preprocess_driver_leaves_no_visible_partial_dataset(tmp_path, job):
     """A preprocess killed mid-way, then rerun, gives exactly the rows of a clean run."""
     from gan_lib import datasets

@@ -126,6 +126,7 @@ def test_being_copied_names_a_file_hdfs_is_still_copying_in_and_none_otherwise(b
     store = storage.open_storage(base)
     tree = storage.join(base, "upload")
     store.write_bytes(storage.join(tree, "a", "1.png"), b"x")
+    store.write_bytes(storage.join(tree, "a", ".old.png._COPYING_"), b"x")  # hidden either way
     assert store.being_copied(tree) is None
     store.write_bytes(storage.join(tree, "b", "2.png._COPYING_"), b"x")
     assert store.being_copied(tree) == storage.join(tree, "b", "2.png._COPYING_")
