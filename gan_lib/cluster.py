@@ -226,9 +226,15 @@ def _supervise(sc, status: dict, started: float, timeout_s: float, progress=None
                 raise StageError(_failure_message(status["error"]))
             return
         if time.monotonic() - started > timeout_s:
-            raise StageError(f"training did not finish within {timeout_s / 60:.0f} minutes "
+            raise StageError(f"training did not finish within {_minutes(timeout_s)} "
                              "(--timeout-minutes); it was cancelled")
         time.sleep(POLL_S)
+
+
+def _minutes(seconds: float) -> str:
+    """A time limit in minutes as the user gave it: "0.75 minutes", "1 minute", "240 minutes"."""
+    minutes = f"{seconds / 60:.6f}".rstrip("0").rstrip(".")
+    return f"{minutes} minute" + ("" if minutes == "1" else "s")
 
 
 def _stop_node_managers(sc, cluster, TFSparkNode) -> None:
@@ -252,8 +258,11 @@ def _stop_node_managers(sc, cluster, TFSparkNode) -> None:
         logger.warning("stopping the TensorFlow node managers took over 60 s; cancelled")
 
 
+# The last line of a Python traceback: a class of a module, named with its module's path
+# (zipfile.BadZipFile, gan_lib.training.TrainingDiverged), or a built-in one.
 _PYTHON_ERROR = re.compile(
-    r"^\s*(([A-Za-z_][\w.]*)?(Error|Exception|Diverged|Exit|Interrupt))(: .*)?$")
+    r"^\s*((?:[A-Za-z_]\w*\.)+[A-Z]\w*"
+    r"|(?:[A-Z]\w*)?(?:Error|Exception|Diverged|Exit|Interrupt|Iteration|Warning))(: .*)?$")
 
 
 def _failure_message(text: str) -> str:

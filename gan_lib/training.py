@@ -10,7 +10,8 @@ State lives on the root's storage under ``runs/<run_id>/``:
 * ``checkpoints/epoch-NNNN.npz``: both networks, both optimisers, epoch, step, learning
   rates, seed, the fixed sample noise and the loss history; ``checkpoints/latest.json`` names
   the newest. Checkpoints are plain NumPy archives written by the chief only (reading
-  mirrored variables needs no collective operation), uploaded atomically.
+  mirrored variables needs no collective operation), uploaded atomically. Each also holds
+  the run's options, which a resumed run takes for those not given again.
 * ``samples/epoch-NNNN.png``: a grid drawn from the fixed noise after every epoch.
 * ``metrics.jsonl``: one line per epoch, turned into the training_metrics table by the driver.
 * ``generator/``: the exported SavedModel (noise -> uint8 images), opened by ``hub.load``.
@@ -31,6 +32,7 @@ import re
 import shutil
 import tempfile
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -38,6 +40,12 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = re.compile(r"epoch-(\d{4,})\.npz")
+# What training writes under runs/<run_id>/; a fresh run on an existing id removes it first.
+TRAINING_OUTPUTS = ("checkpoints", "samples", "generator", "nodes", "metrics.jsonl",
+                    "loss_curve.png", "progress.txt")
+# The options a run's checkpoints record, so that a resumed run can take them.
+RUN_OPTIONS = ("dataset", "recipe", "epochs", "batch_size", "latent_dim", "learning_rate",
+               "max_images", "sample_count", "log_every", "seed", "xla", "conditional")
 COLLAPSE_D_LOSS = 1e-3
 COLLAPSE_D_FAKE = 1e-3
 
@@ -69,6 +77,7 @@ class TrainOptions:
     pin_cores: bool = False      # pin each node to its own cores of its host
     xla: bool = True             # compile each node's forward and backward pass with XLA
     conditional: bool = True     # condition on the dataset's classes when the recipe does
+    checkpoint: str = ""         # on resume: the checkpoint file the driver found readable
     export: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -323,21 +332,34 @@ class GanTrainer:
 
 
 def _checkpoint_bytes(trainer: GanTrainer, progress: dict, fixed_noise, history,
-                      step_points=()) -> bytes:
+                      step_points=(), options: TrainOptions | None = None) -> bytes:
     buffer = io.BytesIO()
     meta = json.dumps({"progress": progress, "history": history,
-                       "step_points": [_plain(point) for point in step_points]})
+                       "step_points": [_plain(point) for point in step_points],
+                       "options": run_options(options) if options else None})
     np.savez(buffer, __meta__=np.frombuffer(meta.encode(), dtype=np.uint8),
              __fixed_noise__=fixed_noise, **trainer.state())
     return buffer.getvalue()
 
 
-def _read_checkpoint(data: bytes):
+def _load_checkpoint(data: bytes):
+    """(arrays, meta, fixed noise) of a checkpoint; every array is read, so a damaged file
+    fails here (zipfile.BadZipFile, ValueError, ...)."""
     with np.load(io.BytesIO(data)) as archive:
         arrays = {key: archive[key] for key in archive.files}
     meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-    fixed_noise = arrays.pop("__fixed_noise__")
+    return arrays, meta, arrays.pop("__fixed_noise__")
+
+
+def _read_checkpoint(data: bytes):
+    arrays, meta, fixed_noise = _load_checkpoint(data)
     return arrays, meta["progress"], meta["history"], fixed_noise, meta.get("step_points", [])
+
+
+def run_options(options: TrainOptions) -> dict:
+    """The options a checkpoint records, with the recipe's values filled in."""
+    values = options_dict(options)
+    return {name: values[name] for name in RUN_OPTIONS}
 
 
 def latest_checkpoint(store, run_uri: str) -> str | None:
@@ -353,6 +375,87 @@ def latest_checkpoint(store, run_uri: str) -> str | None:
         return storage.join(run_uri, "checkpoints", json.loads(store.read_text(pointer))["file"])
     names = _checkpoint_names(store, run_uri)
     return storage.join(run_uri, "checkpoints", names[-1]) if names else None
+
+
+def readable_checkpoint(store, run_uri: str):
+    """The checkpoint a resumed run starts from, read whole on the driver: ``(file name,
+    progress, the run's options or None)``, or None when the run has no checkpoint.
+
+    It is the one ``checkpoints/latest.json`` names; when the pointer cannot be read or
+    names a file that is missing or damaged, the newest checkpoint file that reads whole,
+    with a warning naming what was skipped and why. Raises StageError when none reads."""
+    from gan_lib import storage
+    from gan_lib.config import redact_url
+    from gan_lib.runs import StageError
+
+    folder = storage.join(run_uri, "checkpoints")
+    names = list(reversed(_checkpoint_names(store, run_uri)))
+    named = _pointed_checkpoint(store, folder)
+    if named:
+        names = [named] + [name for name in names if name != named]
+    failures = []
+    for name in names:
+        uri = storage.join(folder, name)
+        problem = None
+        if not store.exists(uri):
+            problem = "it does not exist"
+        else:
+            try:
+                _, meta, _ = _load_checkpoint(store.read_bytes(uri))
+                progress, options = meta["progress"], meta.get("options")
+            except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile,
+                    storage.StorageError) as error:
+                problem = f"it cannot be read ({type(error).__name__}: {_first_line(error)})"
+        if problem is None:
+            return name, progress, options
+        failures.append((uri, problem))
+        logger.warning("skipped the checkpoint %s: %s; trying the next newest",
+                       redact_url(uri), problem)
+    if failures:
+        uri, problem = failures[0]
+        raise StageError(f"cannot resume from the checkpoint {redact_url(uri)}: {problem}, "
+                         "and no older checkpoint reads either; train the run again without "
+                         "--resume")
+    return None
+
+
+def _pointed_checkpoint(store, folder: str) -> str | None:
+    """The file name ``latest.json`` names, or None (with a warning when it is unreadable)."""
+    from gan_lib import storage
+    from gan_lib.config import redact_url
+
+    pointer = storage.join(folder, "latest.json")
+    if not store.exists(pointer):
+        return None
+    try:
+        name = json.loads(store.read_text(pointer))["file"]
+        if not isinstance(name, str) or not CHECKPOINT_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a checkpoint file name")
+        return name
+    except (OSError, KeyError, TypeError, ValueError, storage.StorageError) as error:
+        logger.warning("skipped %s: it cannot be read (%s: %s); resuming from the newest "
+                       "checkpoint file that reads", redact_url(pointer), type(error).__name__,
+                       _first_line(error))
+        return None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:300] if lines else "no message"
+
+
+def remove_training_outputs(store, run_uri: str) -> list[str]:
+    """Delete what an earlier training run left under ``run_uri`` (see TRAINING_OUTPUTS) and
+    the temporary files of its interrupted writes; return the URIs removed."""
+    from gan_lib import storage
+
+    removed = storage.remove_temporaries(store, run_uri)
+    for name in TRAINING_OUTPUTS:
+        uri = storage.join(run_uri, name)
+        if store.exists(uri):
+            store.delete(uri)
+            removed.append(uri)
+    return removed
 
 
 def _checkpoint_names(store, run_uri) -> list[str]:
@@ -438,7 +541,11 @@ class _Loop:
         self._remember_good_state()
 
     def _resume(self):
-        uri = latest_checkpoint(self.store, self.options.run_uri)
+        from gan_lib import storage
+        if self.options.checkpoint:
+            uri = storage.join(self.options.run_uri, "checkpoints", self.options.checkpoint)
+        else:
+            uri = latest_checkpoint(self.store, self.options.run_uri)
         if uri is None:
             raise ValueError(f"run {self.options.run_id} has no checkpoint to resume from")
         arrays, progress, history, fixed_noise, step_points = _read_checkpoint(
@@ -587,12 +694,12 @@ class _Loop:
         self.progress["learning_rate"] = self.trainer.learning_rate
         self.store.write_bytes(storage.join(options.run_uri, "checkpoints", name),
                                _checkpoint_bytes(self.trainer, self.progress, self.fixed_noise,
-                                                 self.history, self.step_points))
+                                                 self.history, self.step_points, options))
         self.store.write_text(storage.join(options.run_uri, "checkpoints", "latest.json"),
                               json.dumps({"file": name, "progress": self.progress}))
         self.store.write_text(storage.join(options.run_uri, "metrics.jsonl"),
                               "".join(json.dumps(_plain(r)) + "\n" for r in self.history))
-        _prune_checkpoints(self.store, options.run_uri, keep=3)
+        _prune_checkpoints(self.store, options.run_uri, keep=3, latest=name)
         line = (f"epoch {epoch} done in {row['duration_s']:.0f} s: D loss {row['d_loss']:.3f}, "
                 f"G loss {row['g_loss']:.3f}, D(x) {row['d_real']:.3f}, D(G(z)) "
                 f"{row['d_fake']:.3f}, {row['images_per_second']:.0f} images/s; checkpoint {name}")
@@ -721,10 +828,13 @@ def GeneratorModule(generator, latent_dim, image_shape, classes=0):
     return _generator_module_class()(generator, latent_dim, image_shape, classes)
 
 
-def _prune_checkpoints(store, run_uri, keep):
+def _prune_checkpoints(store, run_uri, keep, latest):
+    """Delete all but the ``keep`` newest checkpoints, never ``latest`` (the one just written
+    and named by latest.json)."""
     from gan_lib import storage
     for name in _checkpoint_names(store, run_uri)[:-keep]:
-        store.delete(storage.join(run_uri, "checkpoints", name))
+        if name != latest:
+            store.delete(storage.join(run_uri, "checkpoints", name))
 
 
 PROGRESS_LINES_KEPT = 20

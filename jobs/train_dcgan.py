@@ -4,7 +4,9 @@
     spark-submit jobs/train_dcgan.py --root /data/gan --resume train-20260101T000000-ab12cd
 
 Outputs under runs/<run_id>/: checkpoints, sample grids per epoch, a GIF, the loss curve
-and the generator exported as a SavedModel.
+and the generator exported as a SavedModel. Training an existing run id afresh (without
+--resume) first removes the outputs of its earlier training. A resumed run takes the options
+not given again from its checkpoint.
 """
 
 import argparse
@@ -14,6 +16,9 @@ from gan_lib import cluster, models, session, storage, tables, training
 from gan_lib.config import ConfigError, redact_url, validate_name
 from gan_lib.runs import StageError, StageRun, new_run_id, run_dir
 from jobs import common
+
+# Options that define a run's networks and sample grid: a resumed run keeps the run's.
+KEPT_ON_RESUME = ("dataset", "recipe", "latent_dim", "conditional", "sample_count")
 
 
 def build_parser():
@@ -56,19 +61,33 @@ def build_parser():
     return parser
 
 
-def run(args, settings):
+def run(args, settings, given=frozenset()):
+    """Train (or resume) one run; ``given`` names the options given on the command line."""
     master = session.effective_master(settings)
     if master == "local" or master.startswith("local["):
         raise ConfigError(f"--master {master} runs no executors, and each TensorFlow worker "
                           "needs one: use local-cluster[N,1,MB] (the default here) or yarn")
+    if args.resume and args.run_id and args.run_id != args.resume:
+        raise ConfigError(f"--run-id {args.run_id} differs from --resume {args.resume}: a "
+                          "resumed run keeps its id; leave out --run-id")
     run_id = validate_name(args.resume or args.run_id or new_run_id("train"), "--run-id")
     run_uri = run_dir(settings, run_id)
     store = storage.open_storage(run_uri, settings)
+    checkpoint = ""
     if args.resume:
-        if training.latest_checkpoint(store, run_uri) is None:
+        found = training.readable_checkpoint(store, run_uri)
+        if found is None:
             raise StageError(f"--resume {run_id}: no checkpoint under {run_uri}")
+        checkpoint, progress, run_options = found
+        _take_run_options(args, given, run_options, run_id)
+        _check_more_epochs(args, progress["epoch"], run_id)
+    _check_batch_split(args, settings.executors)
+    if args.resume:
         for leftover in storage.remove_temporaries(store, run_uri):
             common.logger.info("removed %s, left by the interrupted run", redact_url(leftover))
+    elif training.remove_training_outputs(store, run_uri):
+        common.logger.info("run %s already had training outputs (checkpoints, samples, "
+                           "generator); removed them to train it afresh", run_id)
     options = training.TrainOptions(
         run_id=run_id, run_uri=run_uri, dataset=validate_name(args.dataset, "--dataset"),
         settings=settings, recipe=args.recipe, epochs=args.epochs,
@@ -78,7 +97,7 @@ def run(args, settings):
         resume=bool(args.resume), fail_at_step=args.fail_at_step,
         inject_nan_at_step=args.inject_nan_at_step, threads=settings.executor_cores,
         pin_cores=_pin_cores(args.pin_cores, settings), xla=args.xla,
-        conditional=args.conditional)
+        conditional=args.conditional, checkpoint=checkpoint)
     stage = StageRun("train", run_id, parameters=training.options_dict(options),
                      lineage={"dataset": args.dataset})
     with common.spark_stage(settings, stage, f"hdp-gan train {run_id}", training=True) as spark:
@@ -99,6 +118,59 @@ def run(args, settings):
             "loss_curve": storage.join(run_uri, "loss_curve.png")}
         stage.record(spark, settings)
     return stage.summary()
+
+
+def given_options(argv) -> set[str]:
+    """The destinations of the options given in ``argv`` (defaults and a configuration
+    file's values do not count)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def _take_run_options(args, given, run_options, run_id) -> None:
+    """Give ``args`` the resumed run's options where the command line left them out; refuse
+    a given option that would change the run's networks or sample grid."""
+    if not run_options:
+        common.logger.warning("--resume %s: its checkpoint does not record the run's options "
+                              "(an older version wrote it); options not given take their "
+                              "defaults", run_id)
+        return
+    for name, value in run_options.items():
+        if name not in given:
+            setattr(args, name, value)
+        elif name in KEPT_ON_RESUME and getattr(args, name) != value:
+            raise ConfigError(f"--resume {run_id}: the run was trained with "
+                              f"{_flag(name, value)}, which a resumed run keeps; leave out "
+                              f"{_flag(name, getattr(args, name))}")
+
+
+def _flag(name, value) -> str:
+    option = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return option if value else "--no-" + option[2:]
+    return f"{option} {value}"
+
+
+def _check_more_epochs(args, trained_epochs, run_id) -> None:
+    if args.epochs <= trained_epochs:
+        epochs = f"{trained_epochs} epoch" + ("" if trained_epochs == 1 else "s")
+        raise ConfigError(f"--resume {run_id}: the run has already trained {epochs}; give "
+                          f"--epochs above {trained_epochs} to train more")
+
+
+def _check_batch_split(args, workers) -> None:
+    """Each worker takes an equal share of every global batch."""
+    batch = args.batch_size or models.RECIPES[args.recipe].batch_size
+    if batch % workers == 0:
+        return
+    named = (f"--batch-size {batch}" if args.batch_size
+             else f"the {args.recipe} recipe's batch size {batch}")
+    lower = batch // workers * workers or workers
+    raise ConfigError(f"{named} is not a multiple of the {workers} workers (--executors): each "
+                      f"worker takes an equal share of every batch; use {lower}, "
+                      f"{lower + workers}, ...")
 
 
 def _pin_cores(requested, settings) -> bool:
@@ -130,7 +202,11 @@ def _record_metrics(spark, settings, store, run_id, run_uri):
 
 
 def main(argv=None):
-    return common.run_main(build_parser(), "train", run, argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+
+    def train(args, settings):
+        return run(args, settings, given_options(argv))
+    return common.run_main(build_parser(), "train", train, argv)
 
 
 if __name__ == "__main__":

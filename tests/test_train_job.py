@@ -2,6 +2,8 @@
 (local-cluster), on real Fashion-MNIST images."""
 
 import json
+import os
+import shutil
 import subprocess
 import time
 
@@ -9,7 +11,9 @@ import pyarrow.parquet as parquet
 import pytest
 
 from conftest import TRAIN_ARGS
+from gan_lib import cluster
 from gan_lib.config import Settings
+from gan_lib.runs import StageError
 from jobs import train_dcgan
 
 
@@ -154,3 +158,126 @@ def test_resume_of_an_unknown_run_fails_in_one_line(fashion_root, job):
     assert result.code == 1
     assert "no checkpoint" in result.last_error_line
     assert "Traceback" not in result.stderr
+
+
+def _copy_run(root, run_id, copy_id):
+    """A copy of a run's folder under another run id; returns the copy's folder and the
+    epochs its newest checkpoint holds."""
+    copy = _run_folder(root, copy_id)
+    shutil.copytree(_run_folder(root, run_id), copy)
+    latest = json.loads((copy / "checkpoints" / "latest.json").read_text())
+    return copy, latest["progress"]["epoch"]
+
+
+def test_training_an_existing_run_id_afresh_replaces_its_earlier_outputs(trained, job):
+    root, summary = trained
+    run, _ = _copy_run(root, summary["run_id"], "train-afresh")
+
+    result = job("train", "--root", root, "--run-id", "train-afresh", "--epochs", "1",
+                 *TRAIN_ARGS)
+
+    assert result.code == 0, result.stderr[-3000:]
+    assert "removed them to train it afresh" in result.stderr
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "epoch-0001.npz", "latest.json"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "epoch-0001.png", "progress.gif"]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_resume_without_more_epochs_than_the_run_trained_is_refused(trained, job):
+    root, summary = trained
+    _, epochs = _copy_run(root, summary["run_id"], "train-resume-no-epochs")
+
+    result = job("train", "--root", root, "--resume", "train-resume-no-epochs")
+
+    assert result.code == 2
+    assert result.last_error_line == (
+        f"train: error: --resume train-resume-no-epochs: the run has already trained {epochs} "
+        f"epochs; give --epochs above {epochs} to train more")
+
+
+def test_resume_refuses_an_option_that_would_change_the_runs_networks(trained, job):
+    root, summary = trained
+    _, epochs = _copy_run(root, summary["run_id"], "train-resume-latent")
+
+    result = job("train", "--root", root, "--resume", "train-resume-latent",
+                 "--epochs", epochs + 1, "--latent-dim=64")
+
+    assert result.code == 2
+    assert "the run was trained with --latent-dim 100" in result.last_error_line
+    assert "leave out --latent-dim 64" in result.last_error_line
+
+
+@pytest.fixture(scope="module")
+def resumed_damaged(trained, job):
+    """A copy of the trained run whose newest checkpoint was cut in half, resumed for one
+    more epoch with no option but --epochs: (epochs before, job result)."""
+    root, summary = trained
+    run, epochs = _copy_run(root, summary["run_id"], "train-resume-damaged")
+    newest = run / "checkpoints" / f"epoch-{epochs:04d}.npz"
+    os.truncate(newest, newest.stat().st_size // 2)
+    result = job("train", "--root", root, "--resume", "train-resume-damaged",
+                 "--epochs", epochs + 1)
+    assert result.code == 0, result.stderr[-3000:]
+    return epochs, result
+
+
+def test_resume_skips_a_damaged_newest_checkpoint_for_the_newest_readable_one(
+        resumed_damaged):
+    epochs, result = resumed_damaged
+    warnings = [line for line in result.stderr.splitlines()
+                if "WARNING" in line and f"epoch-{epochs:04d}.npz" in line]
+    assert len(warnings) == 1 and "BadZipFile" in warnings[0]
+    assert result.summary["counts"]["epochs"] == epochs + 1
+
+
+def test_resume_takes_the_options_not_given_from_the_run(resumed_damaged):
+    epochs, result = resumed_damaged
+    # the run's 512 images in batches of 64: 8 steps an epoch (the defaults would give 9)
+    assert result.summary["counts"]["steps"] == (epochs + 1) * 8
+
+
+def test_batch_size_that_the_workers_cannot_share_equally_is_refused(tmp_path, job):
+    result = job("train", "--root", tmp_path, "--batch-size", "3")
+
+    assert result.code == 2
+    assert result.last_error_line == (
+        "train: error: --batch-size 3 is not a multiple of the 2 workers (--executors): each "
+        "worker takes an equal share of every batch; use 2, 4, ...")
+
+
+def test_resume_with_another_run_id_is_refused(tmp_path, job):
+    result = job("train", "--root", tmp_path, "--resume", "train-a", "--run-id", "train-b")
+
+    assert result.code == 2
+    assert "--run-id train-b differs from --resume train-a" in result.last_error_line
+
+
+class _RunningJobs:
+    """A Spark context whose job never ends, for the supervisor's time limit."""
+
+    def statusTracker(self):
+        return self
+
+    def getActiveJobsIds(self):
+        return [1]
+
+
+@pytest.mark.parametrize("timeout_s, said", [(45, "0.75 minutes"), (60, "1 minute"),
+                                             (14400, "240 minutes")])
+def test_time_limit_message_gives_the_minutes_as_given(timeout_s, said):
+    with pytest.raises(StageError, match=f"did not finish within {said} "):
+        cluster._supervise(_RunningJobs(), {}, time.monotonic() - timeout_s - 1, timeout_s)
+
+
+def test_worker_failure_names_an_exception_class_ending_in_neither_error_nor_exception():
+    text = ("Job aborted due to stage failure: Lost task 1.0 in stage 3.0 (TID 7): "
+            "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
+            '  File "/work/gan_lib/training.py", line 350, in _load_checkpoint\n'
+            "    with np.load(io.BytesIO(data)) as archive:\n"
+            "zipfile.BadZipFile: File is not a zip file\n"
+            "\n\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException\n")
+
+    assert cluster._failure_message(text) == (
+        "a TensorFlow worker failed: zipfile.BadZipFile: File is not a zip file")

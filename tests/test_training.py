@@ -384,3 +384,52 @@ def test_a_nodes_autograph_files_go_to_its_own_temporary_folder_which_is_removed
     assert any(name.startswith("__autograph_generated_file") for name in written)
     assert not Path(folder).exists()
     assert tempfile.tempdir == before
+
+
+def test_pruning_never_deletes_the_checkpoint_latest_json_names(tmp_path):
+    run_uri = storage.join(storage.local_path(str(tmp_path)).as_uri(), "runs", "unit")
+    store = storage.open_storage(run_uri)
+    for epoch in (1, 8, 9, 10):
+        store.write_bytes(storage.join(run_uri, "checkpoints", f"epoch-{epoch:04d}.npz"), b"x")
+
+    training._prune_checkpoints(store, run_uri, keep=3, latest="epoch-0001.npz")
+
+    assert training._checkpoint_names(store, run_uri) == [
+        "epoch-0001.npz", "epoch-0008.npz", "epoch-0009.npz", "epoch-0010.npz"]
+
+
+def test_each_checkpoint_records_the_runs_options(tmp_path):
+    loop = _loop(tmp_path, max_images=100, seed=7)
+    loop.run()
+
+    name, progress, options = training.readable_checkpoint(loop.store, loop.options.run_uri)
+
+    assert name == "epoch-0001.npz" and progress["epoch"] == 1
+    assert options["max_images"] == 100 and options["seed"] == 7
+    assert options["batch_size"] == 32 and options["recipe"] == "dcgan"
+
+
+def test_an_unreadable_checkpoint_pointer_gives_way_to_the_newest_checkpoint_file(
+        tmp_path, caplog):
+    loop = _loop(tmp_path, epochs=2)
+    loop.run()
+    pointer = storage.local_path(loop.options.run_uri) / "checkpoints" / "latest.json"
+    pointer.write_text(pointer.read_text()[:10])
+
+    name, progress, _ = training.readable_checkpoint(loop.store, loop.options.run_uri)
+
+    assert name == "epoch-0002.npz" and progress["epoch"] == 2
+    assert any("latest.json" in record.getMessage() and "JSONDecodeError" in record.getMessage()
+               for record in caplog.records if record.levelname == "WARNING")
+
+
+def test_a_resume_fails_naming_the_checkpoint_when_none_reads(tmp_path):
+    from gan_lib.runs import StageError
+    loop = _loop(tmp_path, epochs=2)
+    loop.run()
+    for path in (storage.local_path(loop.options.run_uri) / "checkpoints").glob("epoch-*.npz"):
+        path.write_bytes(path.read_bytes()[:100])
+
+    with pytest.raises(StageError, match=r"checkpoint \S+/epoch-0002\.npz: it cannot be read "
+                                         r"\(BadZipFile"):
+        training.readable_checkpoint(loop.store, loop.options.run_uri)
