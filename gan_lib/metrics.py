@@ -16,8 +16,9 @@ The scores, and which way is better:
   so small fake sets can be compared with each other.
 - ``classifier_score``: exp of the mean KL divergence between each image's class
   distribution and the set's marginal one (the Inception Score formula). Higher is better,
-  between 1 and K. Its ceiling in practice is the same classifier's score on real images,
-  not K, so it is reported next to ``real_classifier_score``.
+  between 1 and K. The same classifier's score on real images is the reference, so it is
+  reported next to ``real_classifier_score``; samples that are very clearly classified and
+  evenly spread over the classes can pass it.
 
 Everything is plain numpy in float64; nothing here needs TensorFlow or Spark.
 """
@@ -264,7 +265,7 @@ def quality_scores(fake_probabilities: np.ndarray, fake_features: np.ndarray,
       features; lower is better. The kernel distance uses 10 subsets of up to 1000 images
       drawn with ``seed``.
     - ``classifier_score``, ``real_classifier_score``: on fake and on real probabilities;
-      the real score is the ceiling the fake score can be expected to reach.
+      the real score is the reference to compare with (samples can match or pass it).
     - ``class_shares``: class name -> share of fakes whose most probable class it is.
     - ``largest_class_share``: the largest of those shares.
     - ``mode_collapse``: see ``is_mode_collapse``; the real images' shares are taken from

@@ -858,7 +858,8 @@ def _quality_table(quality: dict, facts: Facts, related: RelatedRuns) -> str:
         ["kernel distance", kernel, "0 by definition", "lower is closer to the real images"],
         ["classifier score", format_number(quality.get("classifier_score")),
          format_number(quality.get("real_classifier_score")),
-         "higher is more varied and more clearly classified; the real score is the ceiling"],
+         "higher is more varied and more clearly classified; samples can match or pass the "
+         "real split's score"],
         ["mean confidence", format_number(quality.get("mean_confidence")),
          format_number(facts.real_mean_confidence) if facts.real_mean_confidence is not None
          else "not labelled", "the classifier's confidence in its label"],

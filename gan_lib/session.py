@@ -15,8 +15,10 @@ import fcntl
 import logging
 import os
 import re
+import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -382,6 +384,12 @@ def build_session(settings: Settings, app_name: str, training: bool = False,
     logger.info("starting Spark: master %s, root %s", conf["spark.master"], settings.root)
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if threading.current_thread() is threading.main_thread():
+        # pyspark's SIGINT handler cancels the jobs by calling the JVM from inside the handler,
+        # in the middle of the call that Ctrl-C stopped, which breaks that call's connection.
+        # Python's own handler only raises KeyboardInterrupt; the jobs stop with the session
+        # (and a stage cancels them as it unwinds).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     return spark
 
 

@@ -146,6 +146,8 @@ def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_QuietInterruptedCalls())
     # tensorflowonspark logs each node's manager authentication key at INFO: keep it quiet
     for noisy in ("py4j", "tensorflow", "absl", "urllib3", "PIL", "tensorflowonspark"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -230,12 +232,12 @@ def run_body(parser: ArgumentParser, body) -> int:
     except (StageError, StorageError) as error:
         print(f"{parser.prog}: failed: {error}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except Terminated:
         print(f"{parser.prog}: terminated (SIGTERM)", file=sys.stderr)
         return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as error:  # the last line of defence: still one clear line at the end
         logger.exception("unexpected error")
         print(f"{parser.prog}: failed: {type(error).__name__}: {first_line(error)}",
@@ -246,19 +248,25 @@ def run_body(parser: ArgumentParser, body) -> int:
     return EXIT_OK if code is None else code
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived: like KeyboardInterrupt, not an Exception, so that no handler for errors
-    takes it for one; the stage records its run as failed on the way out."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived. A KeyboardInterrupt, so that py4j, stopped in the middle of a call to
+    the JVM, closes that call's connection rather than leaving it half read, and so that no
+    handler for errors takes it for one; the stage cancels Spark's jobs and records its run
+    as failed on the way out."""
 
 
 def _terminate(_signum, _frame):
-    """Stop Spark's running jobs, as pyspark does on Ctrl-C, and unwind the stage."""
-    from pyspark import SparkContext
-
-    context = SparkContext._active_spark_context
-    if context is not None:
-        context.cancelAllJobs()
+    """Unwind the stage, without calling the JVM from inside the handler: that would break the
+    py4j call the signal stopped (``spark_stage`` cancels the jobs once it has unwound)."""
     raise Terminated()
+
+
+class _QuietInterruptedCalls(logging.Filter):
+    """py4j logs the traceback of a call that Ctrl-C or SIGTERM stopped; the stage says so in
+    one line."""
+
+    def filter(self, record):
+        return record.getMessage() != "KeyboardInterrupt while sending command."
 
 
 def first_line(error: BaseException) -> str:
@@ -287,6 +295,9 @@ def spark_stage(settings, run, app_name: str, training: bool = False, streaming:
     try:
         yield spark
     except BaseException as error:
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C or SIGTERM: the call has unwound
+            with contextlib.suppress(Exception):
+                spark.sparkContext.cancelAllJobs()
         try:
             run.record(spark, settings, status="failed", message=str(error).splitlines()[0]
                        if str(error) else type(error).__name__)

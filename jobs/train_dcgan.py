@@ -77,8 +77,11 @@ def run(args, settings, given=frozenset()):
     if args.resume:
         found = training.readable_checkpoint(store, run_uri)
         if found is None:
-            raise StageError(f"--resume {run_id}: no checkpoint under {run_uri}")
+            raise ConfigError(f"--resume {run_id}: no checkpoint under {run_uri}; "
+                              "`hdp-gan runs --stage train` lists the training runs")
         checkpoint, progress, run_options = found
+        common.logger.info("resuming run %s from %s (epoch %d, step %d)", run_id, checkpoint,
+                           progress["epoch"], progress["step"])
         _take_run_options(args, given, run_options, run_id)
         _check_more_epochs(args, progress["epoch"], run_id)
     _check_batch_split(args, settings.executors)
@@ -102,6 +105,7 @@ def run(args, settings, given=frozenset()):
                      lineage={"dataset": args.dataset})
     with common.spark_stage(settings, stage, f"hdp-gan train {run_id}", training=True) as spark:
         stage.lineage["preprocess_runs"] = _preprocess_runs(spark, settings, args.dataset)
+        _check_image_shape(spark, settings, args.dataset)
         cluster.preflight(spark.sparkContext, settings.executors)
         try:
             cluster.run(spark.sparkContext, training.train_worker, options, settings.executors,
@@ -187,6 +191,20 @@ def _preprocess_runs(spark, settings, dataset):
         raise StageError(f"dataset {dataset!r} is not in {tables.qualified(settings, 'images')}; "
                          "run hdp-gan preprocess first")
     return sorted(row.run_id for row in rows)
+
+
+def _check_image_shape(spark, settings, dataset):
+    """Before the TensorFlow workers start: the dataset's images have a size the DCGAN
+    trains on."""
+    shapes = spark.sql(f"SELECT DISTINCT height, width, channels FROM "
+                       f"{tables.qualified(settings, 'images')} "
+                       f"WHERE dataset = {tables.sql_string(dataset)}").collect()
+    sizes = ", ".join(str(size) for size in sorted(models.SUPPORTED_SIZES))
+    for shape in shapes:
+        if shape.height != shape.width or shape.height not in models.SUPPORTED_SIZES:
+            raise StageError(f"dataset {dataset!r} holds {shape.width}x{shape.height} images; "
+                             f"the DCGAN trains on square images of {sizes} pixels: preprocess "
+                             "it again with one of them as --image-size")
 
 
 def _record_metrics(spark, settings, store, run_id, run_uri):

@@ -3,6 +3,7 @@ and HdfsCLI do the talking), every stage a separate process sharing one metastor
 network server), and the README's queries through a HiveServer2 endpoint (Spark's Thrift
 server) with PyHive and beeline."""
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def test_separate_processes_share_one_metastore(cluster, pipeline_on_webhdfs):
     result = run_job("sql", *cluster["shared"], "--json",
                      "SELECT stage, count(*) AS runs FROM runs GROUP BY stage ORDER BY stage")
     assert result.code == 0, result.stderr[-3000:]
-    stages = {line.split('"stage": "')[1].split('"')[0] for line in result.stdout.splitlines()
+    stages = {json.loads(line)["stage"] for line in result.stdout.splitlines()
               if line.startswith("{")}
     assert {"preprocess", "train", "train-classifier", "generate", "label"} <= stages
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pyarrow.parquet as parquet
+import pytest
 
 from conftest import REPO, TRAIN_ARGS, job_command
 
@@ -98,6 +99,30 @@ def test_sigterm_stops_training_with_one_line_and_records_the_run_failed(fashion
     assert _executor_pids(fashion_root / "_local") == []
 
 
+@pytest.mark.parametrize("stop, code, last_line", [
+    (signal.SIGINT, 130, "preprocess: interrupted"),
+    (signal.SIGTERM, 143, "preprocess: terminated (SIGTERM)")], ids=["ctrl-c", "sigterm"])
+def test_a_signal_while_spark_works_stops_the_stage_in_one_line_and_records_it_failed(
+        tmp_path, stop, code, last_line):
+    folder = _fashion_folder(tmp_path / "input", 300)
+    root = tmp_path / "root"
+    process = _start_job("preprocess", "--root", root, "--input", folder, "--dataset", "stop")
+    try:
+        _wait_for(lambda: any((root / "runs").glob("preprocess-*/staging")), 300,
+                  "decoding to start", poll_s=0.2)
+        process.send_signal(stop)  # the driver is in the middle of a call to the JVM
+        _, stderr = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == code, stderr[-3000:]
+    assert [line for line in stderr.splitlines() if line.strip()][-1] == last_line
+    assert "Traceback" not in stderr
+    runs = parquet.read_table(root / "warehouse" / "hdp_gan.db" / "runs").to_pylist()
+    assert [row["status"] for row in runs] == ["failed"]
+    assert _processes_under(root / "_local") == []
+
+
 def test_a_jvm_failure_ends_with_the_java_message_and_says_when_memory_ran_out():
     from jobs import common
 
@@ -115,17 +140,22 @@ def test_a_jvm_failure_ends_with_the_java_message_and_says_when_memory_ran_out()
                          "--executor-memory-mb)")
 
 
-def test_killed_preprocess_driver_leaves_no_visible_partial_dataset(tmp_path, job):
-    """A preprocess killed mid-way, then rerun, gives exactly the rows of a clean run."""
+def _fashion_folder(folder, count):
+    """``count`` real Fashion-MNIST test images as PNG files in a folder per class."""
     from gan_lib import datasets
     from PIL import Image
 
     images, labels = datasets.load_fashion_mnist(split="test")
-    folder = tmp_path / "input"
-    for index in range(300):
+    for index in range(count):
         target = folder / datasets.FASHION_MNIST_CLASSES[labels[index]]
         target.mkdir(parents=True, exist_ok=True)
         Image.fromarray(images[index]).save(target / f"{index}.png")
+    return folder
+
+
+def test_killed_preprocess_driver_leaves_no_visible_partial_dataset(tmp_path, job):
+    """A preprocess killed mid-way, then rerun, gives exactly the rows of a clean run."""
+    folder = _fashion_folder(tmp_path / "input", 300)
     root = tmp_path / "root"
     process = _start_job("preprocess", "--root", root, "--input", folder, "--dataset", "kill")
     staging = root / "runs"

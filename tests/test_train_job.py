@@ -155,7 +155,7 @@ def test_the_tutorial_recipe_trains_on_two_workers_to_identical_networks(fashion
 
 def test_resume_of_an_unknown_run_fails_in_one_line(fashion_root, job):
     result = job("train", "--root", fashion_root, "--resume", "train-never-ran")
-    assert result.code == 1
+    assert result.code == 2
     assert "no checkpoint" in result.last_error_line
     assert "Traceback" not in result.stderr
 
@@ -230,6 +230,34 @@ def test_resume_skips_a_damaged_newest_checkpoint_for_the_newest_readable_one(
                 if "WARNING" in line and f"epoch-{epochs:04d}.npz" in line]
     assert len(warnings) == 1 and "BadZipFile" in warnings[0]
     assert result.summary["counts"]["epochs"] == epochs + 1
+
+
+def test_a_resumed_run_says_which_checkpoint_it_starts_from(resumed_damaged):
+    epochs, result = resumed_damaged
+    assert f"resuming run train-resume-damaged from epoch-{epochs - 1:04d}.npz (epoch " \
+        f"{epochs - 1}, step" in result.stderr
+
+
+def test_a_dataset_of_a_size_the_dcgan_cannot_train_fails_before_the_workers_start(
+        tmp_path, job):
+    from PIL import Image
+
+    folder = tmp_path / "images" / "shoes"
+    folder.mkdir(parents=True)
+    for index in range(4):
+        Image.new("L", (40, 40), 40 * index).save(folder / f"{index}.png")
+    root = tmp_path / "root"
+    preprocessed = job("preprocess", "--root", root, "--input", tmp_path / "images",
+                       "--dataset", "odd", "--image-size", "30")
+    assert preprocessed.code == 0, preprocessed.stderr[-3000:]
+
+    result = job("train", "--root", root, "--dataset", "odd", "--batch-size", "2",
+                 master=None)
+    assert result.code == 1
+    assert result.last_error_line == (
+        "train: failed: dataset 'odd' holds 30x30 images; the DCGAN trains on square images "
+        "of 28, 32, 64 pixels: preprocess it again with one of them as --image-size")
+    assert "Traceback" not in result.stderr
 
 
 def test_resume_takes_the_options_not_given_from_the_run(resumed_damaged):
