@@ -370,11 +370,10 @@ def latest_checkpoint(store, run_uri: str) -> str | None:
     two has no pointer, and the newest checkpoint file is taken instead (each is written
     whole under a temporary name before it gets its own)."""
     from gan_lib import storage
-    pointer = storage.join(run_uri, "checkpoints", "latest.json")
-    if store.exists(pointer):
-        return storage.join(run_uri, "checkpoints", json.loads(store.read_text(pointer))["file"])
+    folder = storage.join(run_uri, "checkpoints")
     names = _checkpoint_names(store, run_uri)
-    return storage.join(run_uri, "checkpoints", names[-1]) if names else None
+    named = _pointed_checkpoint(store, folder) or (names[-1] if names else None)
+    return storage.join(folder, named) if named else None
 
 
 def readable_checkpoint(store, run_uri: str):
