@@ -201,11 +201,12 @@ class GanTrainer:
 
         # Drawn outside the compiled function with TensorFlow's own random kernels, so
         # under a TensorFlow seed a step draws the same noise with XLA as without it.
-        noise = tf.random.normal((tf.shape(real)[0], self.options.latent_dim))
+        noise = tf.random.normal((tf.shape(real)[0], self.options.latent_dim), dtype=real.dtype)
         *gradients, logged = self._gradients(real, labels, noise)
         # The poison (for the guard's tests) changes the logged losses only, as a constant
         # added to a loss leaves its gradients as they are.
-        logged = logged + tf.stack([poison, poison, 0.0, 0.0])
+        poison = tf.cast(poison, logged.dtype)
+        logged = logged + tf.stack([poison, poison, tf.zeros_like(poison), tf.zeros_like(poison)])
         # Every value is divided by the global batch, so the sums are global means.
         return tf.distribute.get_replica_context().all_reduce(
             tf.distribute.ReduceOp.SUM, gradients + [logged])
@@ -227,7 +228,8 @@ class GanTrainer:
             real_logits = judge(real, labels)
             fake_logits = judge(fake, models.class_of_noise(noise, self.classes)
                                 if self.classes else None)
-            real_targets = tf.fill(tf.shape(real_logits), self.recipe.real_label)
+            real_targets = tf.fill(tf.shape(real_logits),
+                                   tf.cast(self.recipe.real_label, real_logits.dtype))
             d_per_example = (
                 tf.nn.sigmoid_cross_entropy_with_logits(real_targets, real_logits)
                 + tf.nn.sigmoid_cross_entropy_with_logits(tf.zeros_like(fake_logits),
