@@ -807,17 +807,22 @@ def _generator_module_class():
         def _generate_class(self, noise, labels):
             """The noise's first value moved to the middle of each label's share of the
             normal distribution (the inverse of models.class_of_noise)."""
-            tf.debugging.assert_equal(tf.shape(labels)[0], tf.shape(noise)[0],
-                                      message="give one label per noise vector")
-            tf.debugging.assert_non_negative(labels, message="labels must be at least 0")
-            tf.debugging.assert_less(labels, self.classes,
-                                     message="labels must be below the class count")
-            middle = (tf.cast(labels, tf.float32) + 0.5) / self.classes
-            first = tf.math.ndtri(middle)[:, None]
-            return self._generate(tf.concat([first, noise[:, 1:]], axis=1))
+            # The checks run before the values they guard are used, so a bad call fails with
+            # its own message rather than whichever op met the bad shape first.
+            checks = [
+                tf.debugging.assert_equal(tf.shape(labels)[0], tf.shape(noise)[0],
+                                          message="give one label per noise vector"),
+                tf.debugging.assert_non_negative(labels, message="labels must be at least 0"),
+                tf.debugging.assert_less(labels, self.classes,
+                                         message="labels must be below the class count")]
+            with tf.control_dependencies(checks):
+                middle = (tf.cast(labels, tf.float32) + 0.5) / self.classes
+                first = tf.math.ndtri(middle)[:, None]
+                return self._generate(tf.concat([first, noise[:, 1:]], axis=1))
 
         def _generate(self, noise):
-            tf.debugging.assert_all_finite(noise, "noise must be finite (no NaN or infinity)")
+            noise = tf.debugging.assert_all_finite(
+                noise, "noise must be finite (no NaN or infinity)")
             images = self.generator(noise, training=False)
             pixels = tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0)
             return {"images": tf.cast(pixels, tf.uint8)}
