@@ -64,7 +64,43 @@ def effective(args, file_values: dict, settings: config.Settings) -> dict:
     stages = {}
     for name in [args.stage] if args.stage else _stage_names():
         stages[name] = _stage_values(name, file_values)
-    return {"settings": shared, "spark": spark, "stages": stages}
+    return {"settings": shared, "spark": spark, "stages": stages,
+            "means": _meanings(shared, stages, settings)}
+
+
+_HELP_DEFAULT = re.compile(r"\(default: ([^)]*)\)")
+
+
+def _meanings(shared: dict, stages: dict, settings: config.Settings) -> dict:
+    """What an unset or empty value stands for, keyed by (table, key) with table None for the
+    shared settings: the value a stage derives where it can be worked out here (the state
+    folder, the master, the recipe's batch size and learning rate), else the "(default:
+    ...)" of the option's help."""
+    from gan_lib import models, session
+
+    derived = {(None, "state_dir"): str(settings.local_state_dir),
+               (None, "master"): f"{session.default_master(settings)} on this machine"}
+    if "train" in stages:
+        recipe = models.RECIPES[stages["train"]["recipe"][0]]
+        derived[("train", "batch_size")] = f"the {recipe.name} recipe's {recipe.batch_size}"
+        derived[("train", "learning_rate")] = (f"the {recipe.name} recipe's "
+                                               f"{recipe.learning_rate:g}")
+    helps = {(None, action.dest): action.help for action in build_parser()._actions}
+    for stage in stages:
+        module = importlib.import_module(f"jobs.{cli.SUBCOMMANDS[stage][0]}")
+        helps.update({(stage, action.dest): action.help
+                      for action in module.build_parser()._actions})
+    unset = [((None, key), value) for key, (value, _) in shared.items()]
+    unset += [((stage, key), value) for stage, options in stages.items()
+              for key, (value, _) in options.items()]
+    means = {}
+    for place, value in unset:
+        if value not in (None, ""):
+            continue
+        found = _HELP_DEFAULT.search(helps.get(place) or "")
+        if place in derived or found:
+            means[place] = derived.get(place) or found.group(1)
+    return means
 
 
 def _stage_values(stage: str, file_values: dict) -> dict:
@@ -129,40 +165,45 @@ def _toml_key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
-def _toml_lines(values: dict) -> list[str]:
+def _toml_lines(values: dict, means: dict) -> list[str]:
     lines = []
     for key, (value, source) in values.items():
+        meaning = f": {means[key]}" if key in means else ""
         if value is None:
-            lines.append((f"# {_toml_key(key)} =", f"not set ({source})"))
+            lines.append((f"# {_toml_key(key)} =", f"not set ({source}){meaning}"))
         else:
-            lines.append((f"{_toml_key(key)} = {_toml_value(value)}", source))
+            lines.append((f"{_toml_key(key)} = {_toml_value(value)}", source + meaning))
     width = min(max((len(text) for text, _ in lines), default=0), 60)
     return [f"{text.ljust(width)}  # {source}" for text, source in lines]
 
 
-def as_toml(values: dict, file_path: str | None, settings: config.Settings) -> str:
-    from gan_lib import session
+def as_toml(values: dict, file_path: str | None) -> str:
+    def means(table):
+        return {key: text for (place, key), text in values["means"].items() if place == table}
 
     lines = [f"# hdp-gan effective configuration: defaults < {file_path or '(no file)'} "
              "< command line",
-             "# secrets are shown as ***; the comment after each value says where it comes from"]
-    if settings.master is None:
-        lines.append(f"# master not set: {session.default_master(settings)} on this machine")
-    lines += [""] + _toml_lines(values["settings"])
+             "# secrets are shown as ***; the comment after each value says where it comes "
+             "from and, for an unset one, what it stands for"]
+    lines += [""] + _toml_lines(values["settings"], means(None))
     if values["spark"]:
-        lines += ["", "[spark]"] + _toml_lines(values["spark"])
+        lines += ["", "[spark]"] + _toml_lines(values["spark"], {})
     for stage, options in values["stages"].items():
-        lines += ["", f"[{_toml_key(stage)}]"] + _toml_lines(options)
+        lines += ["", f"[{_toml_key(stage)}]"] + _toml_lines(options, means(stage))
     return "\n".join(lines)
 
 
 def as_json(values: dict, file_path: str | None) -> str:
-    def pairs(table):
-        return {key: {"value": value, "source": source} for key, (value, source) in
-                table.items()}
+    def pairs(table, place=None):
+        shown = {key: {"value": value, "source": source} for key, (value, source) in
+                 table.items()}
+        for (where, key), text in values["means"].items():
+            if where == place and key in shown:
+                shown[key]["means"] = text
+        return shown
     return json.dumps({"file": file_path, "settings": pairs(values["settings"]),
-                       "spark": pairs(values["spark"]),
-                       "stages": {stage: pairs(options)
+                       "spark": pairs(values["spark"], "[spark]"),
+                       "stages": {stage: pairs(options, stage)
                                   for stage, options in values["stages"].items()}},
                       sort_keys=True, default=str)
 
@@ -173,7 +214,7 @@ def run(args, settings) -> int:
     values = effective(args, file_values, settings)
     for warning in warnings_for(file_values):
         print(f"config: warning: {warning}", file=sys.stderr)
-    print(as_json(values, file_path) if args.json else as_toml(values, file_path, settings))
+    print(as_json(values, file_path) if args.json else as_toml(values, file_path))
     sys.stdout.flush()
     return common.EXIT_OK
 

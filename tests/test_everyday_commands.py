@@ -121,6 +121,23 @@ def test_config_masks_passwords_in_spark_options_and_credentials_in_urls(job, tm
     assert spark["spark.executor.memory"]["value"] == "3g"
 
 
+def test_config_says_what_an_unset_value_stands_for(job, tmp_path):
+    path = tmp_path / "hdp-gan.toml"
+    path.write_text(f'root = "{tmp_path / "root"}"\n[train]\nrecipe = "tutorial"\n')
+    shown = _config_json(job, "--config", path)
+    assert shown["settings"]["state_dir"] == {
+        "value": "", "source": "default", "means": str(tmp_path / "root" / "_local")}
+    assert shown["stages"]["train"]["batch_size"]["means"] == "the tutorial recipe's 256"
+    assert shown["stages"]["train"]["learning_rate"]["means"] == "the tutorial recipe's 0.0001"
+    assert shown["stages"]["label"]["classifier"]["means"] == "<root>/models/<dataset>-classifier"
+    assert "means" not in shown["stages"]["train"]["resume"]  # its help names no default
+
+    text = job("config", "--config", path, "--stage", "train").stdout
+    assert re.search(r"^# batch_size = +# not set \(default\): the tutorial recipe's 256$",
+                     text, re.M)
+    assert re.search(r'^state_dir = "" +# default: .*/root/_local$', text, re.M)
+
+
 def test_config_output_is_toml_that_reads_back_to_the_same_values(job, tmp_path):
     path = tmp_path / "hdp-gan.toml"
     path.write_text('executors = 3\n[generate]\ncount = 50\n')
