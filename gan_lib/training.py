@@ -78,6 +78,7 @@ class TrainOptions:
     xla: bool = True             # compile each node's forward and backward pass with XLA
     conditional: bool = True     # condition on the dataset's classes when the recipe does
     checkpoint: str = ""         # on resume: the checkpoint file the driver found readable
+    new_learning_rate: float = 0.0  # on resume: a rate given again, replacing the checkpoint's
     export: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -554,9 +555,13 @@ class _Loop:
         self.trainer.load_state(arrays)
         self.progress, self.history, self.fixed_noise = progress, history, fixed_noise
         self.step_points = [point for point in step_points if point["step"] <= progress["step"]]
-        self.trainer.set_learning_rate(progress["learning_rate"])
-        logger.info("resumed run %s at epoch %d, step %d", self.options.run_id,
-                    progress["epoch"], progress["step"])
+        # The checkpoint's rate is the one training ended with (halved by any roll-back),
+        # unless the resume gives a rate of its own.
+        rate = self.options.new_learning_rate or progress["learning_rate"]
+        self.progress["learning_rate"] = rate
+        self.trainer.set_learning_rate(rate)
+        logger.info("resumed run %s at epoch %d, step %d, learning rate %g",
+                    self.options.run_id, progress["epoch"], progress["step"], rate)
 
     def _remember_good_state(self):
         self.good_state = (self.trainer.state(), dict(self.progress), list(self.history))

@@ -42,7 +42,10 @@ def build_parser():
     parser.add_argument("--seed", type=common.non_negative_int, default=1234,
                         help="seed for the data order and the sample noise")
     parser.add_argument("--resume", metavar="RUN_ID", default=None,
-                        help="continue this run from its last checkpoint")
+                        help="continue this run from its last checkpoint, with the run's own "
+                             "options where the command line gives none (they win over a "
+                             "configuration file's) and, unless --learning-rate is given, the "
+                             "learning rate it had reached")
     parser.add_argument("--timeout-minutes", type=common.positive_float, default=240,
                         help="cancel training that has not finished after this long")
     parser.add_argument("--pin-cores", action=argparse.BooleanOptionalAction, default=None,
@@ -100,7 +103,9 @@ def run(args, settings, given=frozenset()):
         resume=bool(args.resume), fail_at_step=args.fail_at_step,
         inject_nan_at_step=args.inject_nan_at_step, threads=settings.executor_cores,
         pin_cores=_pin_cores(args.pin_cores, settings), xla=args.xla,
-        conditional=args.conditional, checkpoint=checkpoint)
+        conditional=args.conditional, checkpoint=checkpoint,
+        new_learning_rate=args.learning_rate if args.resume and "learning_rate" in given
+        else 0.0)
     stage = StageRun("train", run_id, parameters=training.options_dict(options),
                      lineage={"dataset": args.dataset})
     with common.spark_stage(settings, stage, f"hdp-gan train {run_id}", training=True) as spark:

@@ -87,12 +87,13 @@ def test_labelled_fashion_mnist_conditions_the_networks_on_its_ten_classes(train
 
 @pytest.fixture(scope="module")
 def resumed(trained, job):
-    """The two-epoch run continued to a third epoch: (first epochs' metrics, job result)."""
+    """The two-epoch run continued to a third epoch with a learning rate of its own: (first
+    epochs' metrics, job result)."""
     root, summary = trained
     run = _run_folder(root, summary["run_id"])
     first_epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     result = job("train", "--root", root, "--resume", summary["run_id"], "--epochs", "3",
-                 *TRAIN_ARGS)
+                 "--learning-rate", "0.0002", *TRAIN_ARGS)
     assert result.code == 0, result.stderr[-4000:]
     return first_epochs, result
 
@@ -106,6 +107,13 @@ def test_resume_continues_from_the_last_checkpoint(trained, resumed):
     assert result.summary["counts"]["steps"] == 24
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert history[:2] == first_epochs
+
+
+def test_a_learning_rate_given_on_resume_trains_the_new_epochs(trained, resumed):
+    root, summary = trained
+    run = _run_folder(root, summary["run_id"])
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["learning_rate"] for row in history] == pytest.approx([5e-4, 5e-4, 2e-4])
 
 
 def test_driver_log_shows_the_chiefs_epoch_summary(resumed):

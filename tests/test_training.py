@@ -258,6 +258,19 @@ def test_checkpoint_restores_networks_optimisers_and_progress(tmp_path):
     assert len(history) == 1 and noise.shape == (6, 8)
 
 
+def test_a_resume_keeps_the_rate_training_reached_unless_it_gives_one(tmp_path):
+    loop = _loop(tmp_path)
+    loop.trainer.set_learning_rate(2e-4)  # as a roll-back would have lowered it
+    loop.run()
+    kept = _loop(tmp_path, resume=True)
+    kept._resume()
+    assert kept.trainer.learning_rate == pytest.approx(2e-4)
+    given = _loop(tmp_path, resume=True, new_learning_rate=1e-5)
+    given._resume()
+    assert given.trainer.learning_rate == pytest.approx(1e-5)
+    assert given.progress["learning_rate"] == pytest.approx(1e-5)
+
+
 def test_a_run_whose_checkpoint_pointer_was_lost_resumes_from_its_newest_checkpoint(
         tmp_path):
     loop = _loop(tmp_path, epochs=2)
