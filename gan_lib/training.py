@@ -40,9 +40,10 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = re.compile(r"epoch-(\d{4,})\.npz")
-# What training writes under runs/<run_id>/; a fresh run on an existing id removes it first.
+# What training writes under runs/<run_id>/, and the report made of it (report.REPORT_FOLDER);
+# a fresh run on an existing id removes them first.
 TRAINING_OUTPUTS = ("checkpoints", "samples", "generator", "nodes", "metrics.jsonl",
-                    "loss_curve.png", "progress.txt")
+                    "loss_curve.png", "progress.txt", "report")
 # The options a run's checkpoints record, so that a resumed run can take them.
 RUN_OPTIONS = ("dataset", "recipe", "epochs", "batch_size", "latent_dim", "learning_rate",
                "max_images", "sample_count", "log_every", "seed", "xla", "conditional")

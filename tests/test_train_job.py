@@ -180,6 +180,8 @@ def _copy_run(root, run_id, copy_id):
 def test_training_an_existing_run_id_afresh_replaces_its_earlier_outputs(trained, job):
     root, summary = trained
     run, _ = _copy_run(root, summary["run_id"], "train-afresh")
+    (run / "report").mkdir()  # as `hdp-gan report` leaves it
+    (run / "report" / "index.html").write_text("<p>the earlier networks</p>")
 
     result = job("train", "--root", root, "--run-id", "train-afresh", "--epochs", "1",
                  *TRAIN_ARGS)
@@ -191,6 +193,7 @@ def test_training_an_existing_run_id_afresh_replaces_its_earlier_outputs(trained
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
         "epoch-0001.png", "progress.gif"]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not (run / "report").exists()
 
 
 def test_resume_without_more_epochs_than_the_run_trained_is_refused(trained, job):
