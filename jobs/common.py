@@ -8,9 +8,11 @@ terminated (SIGTERM, as YARN and Oozie stop a job).
 
 import argparse
 import contextlib
+import difflib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 
@@ -24,10 +26,25 @@ logger = logging.getLogger("hdp_gan")
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with errors on one line and exit code 2, without a usage block."""
+    """argparse with errors on one line and exit code 2, without a usage block; a mistyped
+    option is named with the option it is closest to."""
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            unknown = [token.split("=", 1)[0] for token in extras
+                       if token.startswith("--") or re.fullmatch(r"-[A-Za-z].*", token)]
+            if unknown:
+                options = [option for action in self._actions
+                           for option in action.option_strings]
+                close = difflib.get_close_matches(unknown[0], options, n=1)
+                self.error(f"unknown option {unknown[0]}"
+                           + (f"; did you mean {close[0]}?" if close else ""))
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
 
 def _whole_number(text: str, minimum: int) -> int:

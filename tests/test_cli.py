@@ -32,6 +32,13 @@ def test_bad_arguments_give_one_line_without_traceback(job, args, wanted):
     assert wanted in result.stderr
 
 
+def test_a_mistyped_option_is_named_with_the_option_it_is_closest_to(job, tmp_path):
+    result = job("sql", "--root", tmp_path, "--databse", "x", "SELECT 1")
+    assert result.code == 2
+    assert result.last_error_line == (
+        "sql: error: unknown option --databse; did you mean --database? (see --help)")
+
+
 def test_missing_input_folder_fails_before_spark_with_one_line(job, tmp_path):
     result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "nowhere")
     assert result.code == 2
