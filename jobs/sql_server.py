@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 from gan_lib import report, session
 from gan_lib.config import ConfigError
@@ -60,9 +61,11 @@ def run(args, settings):
     session.check_metastore_free(settings)
     command = server_command(args, settings)
     url = f"jdbc:hive2://{args.host}:{args.port}/{settings.database}"
-    print(f"serving {settings.database} on {url} (Ctrl-C stops); "
-          f"try: beeline -u {url} -e 'SHOW TABLES'", file=sys.stderr, flush=True)
-    server = subprocess.Popen(command)
+    print(f"starting Spark's Thrift server on {args.host}:{args.port} ...", file=sys.stderr,
+          flush=True)
+    # Its own process group: Ctrl-C in a terminal reaches this process only, which stops
+    # the server once (SIGTERM) rather than the terminal signalling both.
+    server = subprocess.Popen(command, process_group=0)
     stopping = []
 
     def stop(signum, frame):
@@ -70,11 +73,26 @@ def run(args, settings):
         server.terminate()
     signal.signal(signal.SIGTERM, stop)
     try:
+        if _wait_until_listening(server, args.host, args.port):
+            print(f"serving {settings.database} on {url} (Ctrl-C stops); "
+                  f"try: beeline -u {url} -e 'SHOW TABLES'", file=sys.stderr, flush=True)
         code = server.wait()
     except KeyboardInterrupt:
         stop(signal.SIGINT, None)
         code = server.wait(timeout=60)
     return 0 if stopping else code
+
+
+def _wait_until_listening(server, host: str, port: int) -> bool:
+    """Wait until the server accepts connections (True) or has exited (False)."""
+    address = ("127.0.0.1" if host in ("", "0.0.0.0") else host, port)
+    while server.poll() is None:
+        try:
+            with socket.create_connection(address, timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
 
 
 def main(argv=None):

@@ -80,8 +80,17 @@ class ThriftServer:
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
                                         cwd=REPO, env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
-        wait_for_port(self.port, 240, self.process)
+        self._wait_for_serving_line(240)
         return self
+
+    def _wait_for_serving_line(self, timeout_s: float) -> None:
+        """The command says "serving" only once the port answers: connect at once."""
+        deadline = time.monotonic() + timeout_s
+        while "serving " not in self.log_path.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sql-server did not start: {self.log_path.read_text()}")
+            time.sleep(0.2)
+        socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
 
     def stop(self):
         if self.process and self.process.poll() is None:
