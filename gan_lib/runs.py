@@ -77,10 +77,14 @@ class StageRun:
     lineage: dict = field(default_factory=dict)
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     started_clock: float = field(default_factory=time.monotonic)
+    finished_clock: float | None = None  # set when the run is recorded
 
     @property
     def duration_s(self) -> float:
-        return round(time.monotonic() - self.started_clock, 3)
+        """Seconds from the start to the recording of the run's row (or to now before it), so
+        that the row, the log line and the final JSON line give one duration."""
+        end = time.monotonic() if self.finished_clock is None else self.finished_clock
+        return round(end - self.started_clock, 3)
 
     def summary(self, status: str = "succeeded", message: str = "") -> dict:
         """The facts printed as the stage's final JSON line."""
@@ -96,6 +100,7 @@ class StageRun:
     def record(self, spark, settings: Settings, status: str = "succeeded", message: str = ""):
         """Write (or replace) this run's row in the ``runs`` table."""
         from gan_lib import tables
+        self.finished_clock = time.monotonic()
         row = {
             "status": status, "started_at": self.started_at.replace(tzinfo=None),
             "finished_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),

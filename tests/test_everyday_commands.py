@@ -4,6 +4,7 @@ use, and the example configuration file documents every option truthfully."""
 import datetime as dt
 import json
 import re
+import time
 import tomllib
 from pathlib import Path
 
@@ -72,6 +73,24 @@ def test_run_table_columns_line_up_and_failed_runs_show_their_message():
     assert len(set(starts)) == 1 and lines[0].index("started") == starts[0]
     assert "46.6s" in lines[1] and "1h 02m" in lines[2]
     assert lines[2].endswith("epochs 2; diverged three times")
+
+
+def test_a_runs_row_its_log_line_and_its_json_line_give_one_duration(monkeypatch, caplog):
+    """The runs table's write takes seconds on a real metastore: the duration stops when the
+    row is made, so the row, the log line and the final JSON line agree."""
+    from gan_lib import runs, tables
+    from gan_lib.config import Settings
+
+    rows = []
+    monkeypatch.setattr(tables, "rows_frame", lambda spark, table, made: rows.extend(made))
+    monkeypatch.setattr(tables, "write_partitions",
+                        lambda spark, settings, table, frame: time.sleep(0.3))
+    run = runs.StageRun("preprocess", "preprocess-1")
+    with caplog.at_level("INFO", logger="gan_lib.runs"):
+        run.record(None, Settings(root="file:///nowhere"))
+    time.sleep(0.1)
+    assert rows[0]["duration_s"] == run.summary()["duration_s"] < 0.3
+    assert f"succeeded in {rows[0]['duration_s']:.1f} s" in caplog.text
 
 
 # --- hdp-gan config ------------------------------------------------------------------------
