@@ -125,6 +125,25 @@ def mask_secrets(value):
     return value
 
 
+def error_line(error: BaseException, limit: int = 600, innermost: bool = False) -> str:
+    """The first non-blank line of an error's message (its class name when it has none),
+    credentials masked. An error py4j brings from the JVM reads as the Java exception's own
+    message, not py4j's "An error occurred while calling o120.parquet"; ``innermost`` reads
+    the innermost Java cause instead (a failed query's own message lies under Spark's "Job
+    aborted")."""
+    java = getattr(error, "java_exception", None)
+    if java is None:
+        text = str(error)
+    elif innermost:
+        while java.getCause() is not None:
+            java = java.getCause()
+        text = str(java.getMessage() or java.getClass().getName())
+    else:
+        text = str(java.toString())
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return mask_secrets(lines[0][:limit]) if lines else type(error).__name__
+
+
 def file_uri(path) -> str:
     """The ``file://`` URI of an absolute local path, written as Spark and Hadoop write them:
     the path's characters as they are, not percent-encoded."""

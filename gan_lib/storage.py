@@ -22,8 +22,8 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from gan_lib.config import (ConfigError, Settings, file_uri, local_file_path, path_part,
-                            redact_url)
+from gan_lib.config import (ConfigError, Settings, error_line, file_uri, local_file_path,
+                            path_part, redact_url)
 from gan_lib.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -420,10 +420,10 @@ class WebHdfsStorage(Storage):
                 transient = _is_transient(error)
                 if not transient or attempt == RETRY_ATTEMPTS:
                     raise StorageError(
-                        f"cannot {what} {redact_url(uri)}: {_first_line(error)}") from error
+                        f"cannot {what} {redact_url(uri)}: {error_line(error, 300)}") from error
                 logger.warning("%s %s failed (%s); retry %d of %d in %.1f s", what,
-                               redact_url(uri), _first_line(error), attempt, RETRY_ATTEMPTS - 1,
-                               delay)
+                               redact_url(uri), error_line(error, 300), attempt,
+                               RETRY_ATTEMPTS - 1, delay)
                 time.sleep(delay)
                 delay *= 2
 
@@ -486,7 +486,7 @@ class WebHdfsStorage(Storage):
                 return  # the rename went through before the answer was lost
             raise StorageError(
                 f"cannot rename {redact_url(source)} to {redact_url(destination)}: "
-                f"{_first_line(error)}") from error
+                f"{error_line(error, 300)}") from error
 
     def delete(self, uri, recursive=True):
         self._retry("delete", uri,
@@ -515,11 +515,6 @@ class WebHdfsStorage(Storage):
 
     def _uri(self, path: str) -> str:
         return urlunsplit((self.scheme, self.netloc, path, "", ""))
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:300]
 
 
 PERMANENT_HDFS_ERRORS = {

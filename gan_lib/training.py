@@ -388,7 +388,7 @@ def readable_checkpoint(store, run_uri: str):
     names a file that is missing or damaged, the newest checkpoint file that reads whole,
     with a warning naming what was skipped and why. Raises StageError when none reads."""
     from gan_lib import storage
-    from gan_lib.config import redact_url
+    from gan_lib.config import error_line, redact_url
     from gan_lib.runs import StageError
 
     folder = storage.join(run_uri, "checkpoints")
@@ -408,7 +408,8 @@ def readable_checkpoint(store, run_uri: str):
                 progress, options = meta["progress"], meta.get("options")
             except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile,
                     storage.StorageError) as error:
-                problem = f"it cannot be read ({type(error).__name__}: {_first_line(error)})"
+                problem = (f"it cannot be read ({type(error).__name__}: "
+                           f"{error_line(error, 300)})")
         if problem is None:
             return name, progress, options
         failures.append((uri, problem))
@@ -425,7 +426,7 @@ def readable_checkpoint(store, run_uri: str):
 def _pointed_checkpoint(store, folder: str) -> str | None:
     """The file name ``latest.json`` names, or None (with a warning when it is unreadable)."""
     from gan_lib import storage
-    from gan_lib.config import redact_url
+    from gan_lib.config import error_line, redact_url
 
     pointer = storage.join(folder, "latest.json")
     if not store.exists(pointer):
@@ -438,13 +439,8 @@ def _pointed_checkpoint(store, folder: str) -> str | None:
     except (OSError, KeyError, TypeError, ValueError, storage.StorageError) as error:
         logger.warning("skipped %s: it cannot be read (%s: %s); resuming from the newest "
                        "checkpoint file that reads", redact_url(pointer), type(error).__name__,
-                       _first_line(error))
+                       error_line(error, 300))
         return None
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0][:300] if lines else "no message"
 
 
 def remove_training_outputs(store, run_uri: str) -> list[str]:

@@ -287,17 +287,10 @@ class _QuietInterruptedCalls(logging.Filter):
 
 
 def first_line(error: BaseException) -> str:
-    """The first non-blank line of an error's message, credentials masked. (Spark's SQL errors
-    start with a blank line; Java messages can carry a JDBC URL.) For an error py4j brings
-    from the JVM, the Java exception's own message, not py4j's "An error occurred while
-    calling o120.parquet"."""
-    java = getattr(error, "java_exception", None)
-    text = str(java.toString()) if java is not None else str(error)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return "(no message)"
-    line = config.mask_secrets(lines[0][:600])
-    if "exited with code 52" in lines[0]:  # Spark's exit code for an executor out of memory
+    """``config.error_line`` (Spark's SQL errors start with a blank line, Java messages can
+    carry a JDBC URL), with a hint for an executor that ran out of memory."""
+    line = config.error_line(error)
+    if "exited with code 52" in line:  # Spark's exit code for an executor out of memory
         line += " (52: the executor ran out of memory; give it more with --executor-memory-mb)"
     return line
 
@@ -316,8 +309,7 @@ def spark_stage(settings, run, app_name: str, training: bool = False, streaming:
             with contextlib.suppress(Exception):
                 spark.sparkContext.cancelAllJobs()
         try:
-            run.record(spark, settings, status="failed", message=str(error).splitlines()[0]
-                       if str(error) else type(error).__name__)
+            run.record(spark, settings, status="failed", message=first_line(error))
         except Exception as record_error:  # the original error matters more
             logger.warning("could not record the failed run: %s", record_error)
         raise

@@ -22,7 +22,7 @@ import json
 import math
 import sys
 
-from gan_lib import report, session
+from gan_lib import config, report, session
 from gan_lib.config import ConfigError, validate_identifier
 from gan_lib.runs import StageError
 from jobs import common
@@ -92,18 +92,10 @@ def run_query(spark, query: str, limit: int):
     except PySparkException as error:
         raise StageError(f"the query failed: {common.first_line(error)}") from None
     except Py4JJavaError as error:
-        raise StageError(f"the query failed: {common.first_line(java_cause(error))}") from None
+        raise StageError("the query failed: "
+                         f"{config.error_line(error, innermost=True)}") from None
     finally:
         spark.sparkContext.setLogLevel("WARN")
-
-
-def java_cause(error) -> RuntimeError:
-    """The innermost cause of an error raised in the JVM, whose message is the one a user
-    wrote or needs (``raise_error('boom')`` fails with 'Job aborted ...' caused by 'boom')."""
-    cause = error.java_exception
-    while cause.getCause() is not None:
-        cause = cause.getCause()
-    return RuntimeError(cause.getMessage() or cause.getClass().getName())
 
 
 def cell(value) -> str:

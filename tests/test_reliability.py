@@ -140,6 +140,36 @@ def test_a_jvm_failure_ends_with_the_java_message_and_says_when_memory_ran_out()
                          "--executor-memory-mb)")
 
 
+def test_a_failed_runs_row_keeps_the_java_message_rather_than_py4js(monkeypatch):
+    from gan_lib import session
+    from gan_lib.runs import StageRun
+    from jobs import common
+
+    class JavaException:
+        def toString(self):
+            return "org.apache.hadoop.security.AccessControlException: Permission denied"
+
+    class Spark:
+        stopped = False
+
+        def stop(self):
+            self.stopped = True
+
+    spark, recorded = Spark(), []
+    monkeypatch.setattr(session, "build_session", lambda *args, **kwargs: spark)
+    run = StageRun("preprocess", "preprocess-1")
+    monkeypatch.setattr(run, "record", lambda spark, settings, status, message:
+                        recorded.append((status, message)))
+    error = Exception("An error occurred while calling o120.parquet.\n: org.apache...")
+    error.java_exception = JavaException()
+    with pytest.raises(Exception):
+        with common.spark_stage(None, run, "test"):
+            raise error
+    assert recorded == [
+        ("failed", "org.apache.hadoop.security.AccessControlException: Permission denied")]
+    assert spark.stopped
+
+
 def _fashion_folder(folder, count):
     """``count`` real Fashion-MNIST test images as PNG files in a folder per class."""
     from gan_lib import datasets
