@@ -47,23 +47,29 @@ def run(args, settings):
     spark = session.build_session(report.table_reader_settings(settings), "hdp-gan sql")
     try:
         use_database(spark, database)
-        # one row more than printed tells whether the query has more
-        columns, rows = run_query(spark, args.query, args.limit + 1)
-        shown = rows[:args.limit]
-        if args.json:
-            for row in shown:
-                print(_json(row))
-        else:
-            print("\t".join(column.translate(TEXT_ESCAPES) for column in columns))
-            for row in shown:
-                print("\t".join(cell(value) for value in row))
-        sys.stdout.flush()
-        if len(rows) > len(shown):
-            print(f"sql: printed the first {args.limit} rows and the query has more; "
-                  "--limit N prints up to N", file=sys.stderr)
+        answer(spark, args.query, args.limit, args.json)
     finally:
         spark.stop()
     return None
+
+
+def answer(spark, query: str, limit: int, as_json: bool) -> None:
+    """Print the query's rows, at most ``limit`` of them: a header and tab-separated text, or
+    JSON lines; a note on standard error says when the query has more."""
+    # one row more than printed tells whether the query has more
+    columns, rows = run_query(spark, query, limit + 1)
+    shown = rows[:limit]
+    if as_json:
+        for row in shown:
+            print(_json(row))
+    else:
+        print("\t".join(column.translate(TEXT_ESCAPES) for column in columns))
+        for row in shown:
+            print("\t".join(cell(value) for value in row))
+    sys.stdout.flush()
+    if len(rows) > len(shown):
+        print(f"sql: printed the first {limit} rows and the query has more; "
+              "--limit N prints up to N", file=sys.stderr)
 
 
 def use_database(spark, database: str) -> None:

@@ -9,53 +9,71 @@ import sys
 import pytest
 
 from conftest import ONE_JVM_MASTER, REPO
+from gan_lib.runs import StageError
+from jobs import sql
 
-ANSI = '[spark]\n"spark.sql.ansi.enabled" = "true"\n'
+
+@pytest.fixture(scope="module")
+def spark():
+    """One local Spark session for the tests of what the command prints: ``sql.answer`` is
+    what `hdp-gan sql` runs once its session is open (tests/test_cli.py runs the command
+    itself)."""
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[1]").appName("test-sql-answer")
+               .config("spark.driver.host", "127.0.0.1")
+               .config("spark.driver.bindAddress", "127.0.0.1")
+               .config("spark.ui.enabled", "false").getOrCreate())
+    yield session
+    session.stop()
 
 
-@pytest.mark.parametrize("query, spark_config, message", [
-    ("SELECT raise_error('boom')", "", "boom"),
-    ("SELECT id / 0 FROM range(1)", ANSI, "[DIVIDE_BY_ZERO] Division by zero."),
-], ids=["raise_error", "ansi_division_by_zero"])
-def test_a_query_that_fails_while_running_ends_in_one_line_with_sparks_message(
-        job, tmp_path, query, spark_config, message):
-    config = tmp_path / "hdp-gan.toml"
-    config.write_text(spark_config)
-    result = job("sql", "--root", tmp_path, "--config", config, query)
+def test_a_query_that_fails_while_running_ends_in_one_line_with_sparks_message(job, tmp_path):
+    result = job("sql", "--root", tmp_path, "SELECT raise_error('boom')")
     assert result.code == 1
-    assert result.last_error_line.startswith(f"sql: failed: the query failed: {message}")
+    assert result.last_error_line.startswith("sql: failed: the query failed: boom")
     assert "Traceback" not in result.stderr and "\tat " not in result.stderr
 
 
-def test_sql_says_on_stderr_when_the_query_has_more_rows_than_it_printed(job, tmp_path):
-    result = job("sql", "--root", tmp_path, "--limit", "3", "SELECT id FROM range(5)")
-    assert result.code == 0, result.stderr[-2000:]
-    assert result.stdout.splitlines() == ["id", "0", "1", "2"]
-    assert result.last_error_line == (
-        "sql: printed the first 3 rows and the query has more; --limit N prints up to N")
+def test_a_query_failing_under_ansi_rules_gives_sparks_error_class_and_message(spark):
+    spark.conf.set("spark.sql.ansi.enabled", "true")
+    try:
+        with pytest.raises(StageError) as failed:
+            sql.answer(spark, "SELECT id / 0 FROM range(1)", 10, as_json=False)
+    finally:
+        spark.conf.unset("spark.sql.ansi.enabled")
+    assert str(failed.value).startswith(
+        "the query failed: [DIVIDE_BY_ZERO] Division by zero.")
 
 
-def test_json_lines_write_special_doubles_and_decimals_as_spark_to_json_does(job, tmp_path):
+def test_sql_says_on_stderr_when_the_query_has_more_rows_than_it_printed(spark, capsys):
+    sql.answer(spark, "SELECT id FROM range(5)", 3, as_json=False)
+    printed = capsys.readouterr()
+    assert printed.out.splitlines() == ["id", "0", "1", "2"]
+    assert printed.err == (
+        "sql: printed the first 3 rows and the query has more; --limit N prints up to N\n")
+
+
+def test_json_lines_write_special_doubles_and_decimals_as_spark_to_json_does(spark, capsys):
     query = ("WITH t AS (SELECT named_struct('nan', double('NaN'), 'inf', double('Infinity'), "
              "'minus_inf', -double('Infinity'), 'float_nan', float('NaN'), 'half', 0.5D, "
              "'price', 1.50BD, 'tiny', CAST(0 AS DECIMAL(20, 10))) AS v) "
              "SELECT v, to_json(v) AS spark FROM t")
-    result = job("sql", "--root", tmp_path, "--json", query)
-    assert result.code == 0, result.stderr[-2000:]
+    sql.answer(spark, query, 10, as_json=True)
 
     def not_strict_json(constant):
         pytest.fail(f"{constant} is not JSON")
-    line = result.stdout.strip()
-    spark = json.loads(line, parse_constant=not_strict_json)["spark"]
-    assert line == '{"v":' + spark + ',"spark":' + json.dumps(spark) + "}"
+    line = capsys.readouterr().out.strip()
+    spark_json = json.loads(line, parse_constant=not_strict_json)["spark"]
+    assert line == '{"v":' + spark_json + ',"spark":' + json.dumps(spark_json) + "}"
 
 
-def test_text_rows_escape_backslash_tab_newline_and_carriage_return_inside_values(job, tmp_path):
+def test_text_rows_escape_backslash_tab_newline_and_carriage_return_inside_values(spark,
+                                                                                 capsys):
     query = ("SELECT concat('a', char(9), 'b', char(10), 'c', char(13), 'd', char(92), 'e') "
              "AS s, 1 AS n")
-    result = job("sql", "--root", tmp_path, query)
-    assert result.code == 0, result.stderr[-2000:]
-    assert result.stdout.splitlines() == ["s\tn", "a\\tb\\nc\\rd\\\\e\t1"]
+    sql.answer(spark, query, 10, as_json=False)
+    assert capsys.readouterr().out.splitlines() == ["s\tn", "a\\tb\\nc\\rd\\\\e\t1"]
 
 
 def test_a_database_that_does_not_exist_is_refused_naming_those_that_do(job, tmp_path):
