@@ -38,13 +38,23 @@ class ArgumentParser(argparse.ArgumentParser):
             unknown = [token.split("=", 1)[0] for token in extras
                        if token.startswith("--") or re.fullmatch(r"-[A-Za-z].*", token)]
             if unknown:
-                options = [option for action in self._actions
-                           for option in action.option_strings]
-                close = difflib.get_close_matches(unknown[0], options, n=1)
+                close = _closest_option(unknown[0], [option for action in self._actions
+                                                     for option in action.option_strings])
                 self.error(f"unknown option {unknown[0]}"
-                           + (f"; did you mean {close[0]}?" if close else ""))
+                           + (f"; did you mean {close}?" if close else ""))
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
+
+
+def _closest_option(typed: str, options: list[str]) -> str | None:
+    """The option ``typed`` most likely meant: among those whose first word is close to its
+    first word (--epoch-count: --epochs), else among all of them."""
+    def first_word(option):
+        return option.lstrip("-").split("-")[0]
+    words = set(difflib.get_close_matches(first_word(typed), map(first_word, options)))
+    near = [option for option in options if first_word(option) in words]
+    close = difflib.get_close_matches(typed, near or options, n=1, cutoff=0.0 if near else 0.6)
+    return close[0] if close else None
 
 
 def _whole_number(text: str, minimum: int) -> int:

@@ -37,6 +37,10 @@ def test_a_mistyped_option_is_named_with_the_option_it_is_closest_to(job, tmp_pa
     assert result.code == 2
     assert result.last_error_line == (
         "sql: error: unknown option --databse; did you mean --database? (see --help)")
+    result = job("train", "--root", tmp_path, "--epoch-count", "3")
+    assert result.code == 2
+    assert result.last_error_line == (
+        "train: error: unknown option --epoch-count; did you mean --epochs? (see --help)")
 
 
 def test_missing_input_folder_fails_before_spark_with_one_line(job, tmp_path):
