@@ -102,6 +102,31 @@ def node_rank() -> tuple[int, int]:
     return rank, max(count, 1)
 
 
+class LostContact(RuntimeError):
+    """A node's collective step failed because another node stopped answering."""
+
+
+def lost_contact(rank: int, message: str) -> LostContact:
+    """What a node says when another stopped answering in a collective step: TensorFlow's
+    UnavailableError starts with "Graph execution error" and names the peer as a task
+    (/job:worker/replica:0/task:0); this names it as a node with its address. The node that
+    stopped first may say nothing (a killed process), so this is often the job's last line."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    peer = "another node"
+    target = re.search(r"remote target /job:(\w+)/replica:\d+/task:(\d+)", message)
+    if target:
+        job, index = target.group(1), int(target.group(2))
+        addresses = cluster.get(job, [])
+        peer_rank = index + (len(cluster.get("chief", [])) if job == "worker" else 0)
+        peer = f"node {peer_rank}" + (f" at {addresses[index]}" if index < len(addresses)
+                                       else "")
+    cause = re.search(r"aborted by: ([^\n]+)", message)
+    return LostContact(f"node {rank} lost contact with {peer} in a collective step"
+                       + (f" ({cause.group(1).strip()})" if cause else "")
+                       + ": that node stopped first, and its executor's log says why; "
+                         "--resume continues the run from its last checkpoint")
+
+
 def node_cores(rank: int, threads: int, cluster: dict, allowed: list[int]) -> list[int] | None:
     """The cores a node takes on its host: the nodes of one host, in rank order, take
     consecutive runs of ``threads`` cores from those the process may use; ``None`` when the
@@ -478,11 +503,14 @@ def train_worker(options: TrainOptions, ctx=None) -> None:
     if options.pin_cores:
         allowed = os.sched_getaffinity(0)
         cores = pin_to_own_cores(options.threads, allowed)
+    rank, nodes = node_rank()
     try:
         with own_temporary_folder():
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
-            rank, nodes = node_rank()
             _Loop(options, strategy, rank, nodes, cores).run()
+    except tf.errors.UnavailableError as error:
+        logger.error("node %d: a collective step failed: %s", rank, error)
+        raise lost_contact(rank, str(error)) from None
     finally:
         if cores:  # Spark may reuse this Python worker for other tasks
             _set_affinity(allowed)

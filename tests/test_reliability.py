@@ -3,6 +3,7 @@ what a clean run gives."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +79,45 @@ def test_killed_executor_fails_training_fast_and_resume_continues(fashion_root):
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert summary["counts"]["epochs"] == saved["epoch"] + 1
     assert summary["counts"]["steps"] == saved["step"] + 8
+
+
+def _training_python_process(executor_pid):
+    """The PID of the Python process training under one executor JVM: of pyspark's daemon
+    and the workers it forked, the one holding TensorFlow (the most memory)."""
+    listing = subprocess.run(["ps", "-eo", "pid,ppid,rss"], capture_output=True,
+                             text=True).stdout
+    children, memory = {}, {}
+    for line in listing.splitlines()[1:]:
+        pid, parent, rss = map(int, line.split())
+        children.setdefault(parent, []).append(pid)
+        memory[pid] = rss
+    found, queue = [], list(children.get(executor_pid, []))
+    while queue:
+        pid = queue.pop(0)
+        found.append(pid)
+        queue += children.get(pid, [])
+    return max(found, key=memory.get)
+
+
+def test_a_killed_training_python_process_fails_the_job_naming_the_node_that_stopped(
+        fashion_root):
+    run_id = "train-python-kill"
+    process, _ = _start_long_training(fashion_root, run_id)
+    try:
+        executor = _executor_pids(fashion_root / "_local")[-1]
+        os.kill(_training_python_process(executor), signal.SIGKILL)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1
+    last_line = [line for line in stderr.splitlines() if line.strip()][-1]
+    assert re.fullmatch(
+        r"train: failed: (a TensorFlow worker failed: gan_lib\.training\.LostContact: node \d "
+        r"lost contact with node \d at 127\.0\.0\.1:\d+ in a collective step .*"
+        r"|.*Python worker exited unexpectedly.*)", last_line), last_line
+    assert "Graph execution error" not in last_line
+    assert _executor_pids(fashion_root / "_local") == []
 
 
 def test_sigterm_stops_training_with_one_line_and_records_the_run_failed(fashion_root):

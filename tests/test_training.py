@@ -1,6 +1,7 @@
 """The training loop's pieces in one process: sharding, checkpoints, the divergence guard,
 the generator export."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +223,24 @@ def test_xla_compiled_steps_give_the_losses_and_weights_of_tensorflows_own_kerne
         np.testing.assert_allclose(compiled, plain, rtol=1e-9, atol=1e-12, err_msg=key)
     moved = start["generator/0000"] - results[True][1]["generator/0000"]
     assert np.abs(moved).max() > 1e-4  # the steps trained
+
+
+def test_a_node_that_lost_contact_names_the_node_that_stopped_and_its_address(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({
+        "cluster": {"chief": ["127.0.0.1:4001"], "worker": ["127.0.0.1:4002"]},
+        "task": {"type": "chief", "index": 0}}))
+    # the message of the UnavailableError a surviving node raised when the other was killed
+    message = (
+        "Graph execution error:\n\nDetected at node CollectiveReduceV2 defined at (most recent "
+        "call last):\n  File \"<frozen runpy>\", line 198, in _run_module_as_main\n\n"
+        "Collective ops is aborted by: Socket closed\nAdditional GRPC error information from "
+        "remote target /job:worker/replica:0/task:0 while calling "
+        "/tensorflow.WorkerService/RecvBuf:\n:UNKNOWN:Error received from peer  "
+        "{grpc_message:\"Socket closed\", grpc_status:14}\n")
+    assert str(training.lost_contact(0, message)) == (
+        "node 0 lost contact with node 1 at 127.0.0.1:4002 in a collective step (Socket "
+        "closed): that node stopped first, and its executor's log says why; --resume "
+        "continues the run from its last checkpoint")
 
 
 def test_non_finite_loss_rolls_back_and_halves_the_learning_rate(tmp_path):
