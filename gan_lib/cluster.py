@@ -32,6 +32,7 @@ import struct
 import threading
 import time
 
+from gan_lib.config import python_error_line
 from gan_lib.runs import StageError
 
 logger = logging.getLogger(__name__)
@@ -258,13 +259,6 @@ def _stop_node_managers(sc, cluster, TFSparkNode) -> None:
         logger.warning("stopping the TensorFlow node managers took over 60 s; cancelled")
 
 
-# The last line of a Python traceback: a class of a module, named with its module's path
-# (zipfile.BadZipFile, gan_lib.training.TrainingDiverged), or a built-in one.
-_PYTHON_ERROR = re.compile(
-    r"^\s*((?:[A-Za-z_]\w*\.)+[A-Z]\w*"
-    r"|(?:[A-Z]\w*)?(?:Error|Exception|Diverged|Exit|Interrupt|Iteration|Warning))(: .*)?$")
-
-
 def _failure_message(text: str) -> str:
     """The line a person needs from a Spark job failure: the worker's own exception, or the
     executor that was lost and why."""
@@ -274,12 +268,9 @@ def _failure_message(text: str) -> str:
     if lost:
         return (f"TensorFlow worker on executor {lost.group(2)} was lost: "
                 f"{lost.group(3).strip()}")
-    if "Traceback (most recent call last)" in text:
-        block = text.split("Traceback (most recent call last)")[-1]
-        block = block.split("\n\tat ")[0]
-        candidates = [line.strip() for line in block.splitlines() if _PYTHON_ERROR.match(line)]
-        if candidates:
-            return f"a TensorFlow worker failed: {candidates[-1]}"
+    python = python_error_line(text)
+    if python:
+        return f"a TensorFlow worker failed: {python}"
     for marker in ("Reason:", "most recent failure:", "SparkException:"):
         if marker in text:
             return "training failed: " + text.split(marker, 1)[1].strip().splitlines()[0][:500]

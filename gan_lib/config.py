@@ -67,6 +67,11 @@ class Settings:
         validate_identifier(self.database, "--database")
         for name in ("executors", "executor_cores", "executor_memory_mb"):
             require_positive(getattr(self, name), "--" + name.replace("_", "-"))
+        if self.executor_memory_mb < MIN_EXECUTOR_MEMORY_MB:
+            raise ConfigError(
+                f"--executor-memory-mb {self.executor_memory_mb} is below the "
+                f"{MIN_EXECUTOR_MEMORY_MB} MB Spark needs for an executor (it reserves 300 MB); "
+                "the default, 2048, also leaves room for TensorFlow")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
                 f"--log-level {self.log_level!r} is not a level; use DEBUG, INFO, WARNING or ERROR")
@@ -94,6 +99,10 @@ class Settings:
     def masked(self) -> dict:
         """The settings as a dictionary with secrets and URL credentials hidden."""
         return mask_secrets({item.name: getattr(self, item.name) for item in fields(self)})
+
+
+# Spark refuses an executor whose memory is below 1.5 times the 300 MB it reserves.
+MIN_EXECUTOR_MEMORY_MB = 450
 
 
 def _is_secret(key: str) -> bool:
@@ -140,8 +149,28 @@ def error_line(error: BaseException, limit: int = 600, innermost: bool = False) 
         text = str(java.getMessage() or java.getClass().getName())
     else:
         text = str(java.toString())
+    python = python_error_line(text)
+    if python:  # a Python task failed: Spark's first line ends with "Traceback (...):"
+        return mask_secrets(python[:limit])
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return mask_secrets(lines[0][:limit]) if lines else type(error).__name__
+
+
+# The last line of a Python traceback: a class of a module, named with its module's path
+# (zipfile.BadZipFile, gan_lib.training.TrainingDiverged), or a built-in one.
+_PYTHON_ERROR = re.compile(
+    r"^\s*((?:[A-Za-z_]\w*\.)+[A-Z]\w*"
+    r"|(?:[A-Z]\w*)?(?:Error|Exception|Diverged|Exit|Interrupt|Iteration|Warning))(: .*)?$")
+
+
+def python_error_line(text: str) -> str | None:
+    """The exception line of the last Python traceback in ``text`` (a Spark task failure
+    carries the Python worker's traceback inside the Java message), or None."""
+    if "Traceback (most recent call last)" not in text:
+        return None
+    block = text.split("Traceback (most recent call last)")[-1].split("\n\tat ")[0]
+    found = [line.strip() for line in block.splitlines() if _PYTHON_ERROR.match(line)]
+    return found[-1] if found else None
 
 
 def file_uri(path) -> str:

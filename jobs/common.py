@@ -21,6 +21,7 @@ from gan_lib.config import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 128 + signal.SIGTERM
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # as a command killed by SIGPIPE ends
 
 logger = logging.getLogger("hdp_gan")
 
@@ -33,27 +34,51 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
     def parse_args(self, args=None, namespace=None):
-        parsed, extras = self.parse_known_args(args, namespace)
+        tokens = sys.argv[1:] if args is None else [str(token) for token in args]
+        unknown = self._unknown_option(tokens)  # before argparse asks for required ones
+        if unknown:
+            shown = [option for action in self._actions if action.help != argparse.SUPPRESS
+                     for option in action.option_strings]
+            close = _closest_option(unknown, shown)
+            self.error(f"unknown option {unknown}" + (f"; did you mean {close}?" if close else ""))
+        parsed, extras = self.parse_known_args(tokens, namespace)
         if extras:
-            unknown = [token.split("=", 1)[0] for token in extras
-                       if token.startswith("--") or re.fullmatch(r"-[A-Za-z].*", token)]
-            if unknown:
-                close = _closest_option(unknown[0], [option for action in self._actions
-                                                     for option in action.option_strings])
-                self.error(f"unknown option {unknown[0]}"
-                           + (f"; did you mean {close}?" if close else ""))
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
 
+    def _unknown_option(self, tokens: list[str]) -> str | None:
+        """The first token that looks like an option and is none of this parser's, nor an
+        abbreviation argparse would take."""
+        options = [option for action in self._actions for option in action.option_strings]
+        for token in tokens:
+            if token == "--":  # the rest are values
+                return None
+            name = token.split("=", 1)[0]
+            if (not name.startswith("-") or name == "-" or name in options
+                    or re.fullmatch(r"-\d+(\.\d*)?([eE][-+]?\d+)?|-\.\d+", name)):
+                continue
+            if name.startswith("--") and self.allow_abbrev and any(
+                    option.startswith(name) for option in options):
+                continue
+            if not name.startswith("--") and name[:2] in options:  # -n5: a short one's value
+                continue
+            return name
+        return None
+
 
 def _closest_option(typed: str, options: list[str]) -> str | None:
-    """The option ``typed`` most likely meant: among those whose first word is close to its
-    first word (--epoch-count: --epochs), else among all of them."""
+    """The option ``typed`` most likely meant: one with the same letters in another order
+    (--prot: --port), else among those whose first word is close to its first word
+    (--epoch-count: --epochs), else among all of them."""
+    swapped = [option for option in options if sorted(option) == sorted(typed)]
+    if swapped:
+        return swapped[0]
+
     def first_word(option):
         return option.lstrip("-").split("-")[0]
     words = set(difflib.get_close_matches(first_word(typed), map(first_word, options)))
     near = [option for option in options if first_word(option) in words]
-    close = difflib.get_close_matches(typed, near or options, n=1, cutoff=0.0 if near else 0.6)
+    close = difflib.get_close_matches(typed, near or options, n=1, cutoff=0.5 if near else 0.7)
     return close[0] if close else None
 
 
@@ -137,6 +162,20 @@ def new_parser(prog: str, description: str, run_id_help: str | None = None) -> A
     return parser
 
 
+def file_value(section: str, action: argparse.Action, value):
+    """A configuration file's value for an option, checked and converted as the command line
+    would check it (argparse checks neither the type nor the choices of a default)."""
+    where = f"[{section}] {action.dest.replace('_', '-')} = {value!r} in the configuration file"
+    if action.type is not None and not isinstance(value, bool):
+        try:
+            value = action.type(str(value))
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as error:
+            raise ConfigError(f"{where}: {error}") from None
+    if action.choices is not None and value not in action.choices:
+        raise ConfigError(f"{where} is not one of {', '.join(map(str, action.choices))}")
+    return value
+
+
 SHARED_KEYS = ("root", "master", "database", "metastore_uri", "metastore_jdbc_url",
                "state_dir", "executors", "executor_memory_mb", "log_level")
 
@@ -152,10 +191,12 @@ def parse(parser: ArgumentParser, argv, section: str):
         file_values = config.load_file(args.config)
         job_defaults = {key.split(".", 1)[1].replace("-", "_"): value
                         for key, value in file_values.items() if key.startswith(section + ".")}
-        known = {action.dest for action in parser._actions}
-        unknown = sorted(set(job_defaults) - known)
+        actions = {action.dest: action for action in parser._actions}
+        unknown = sorted(set(job_defaults) - set(actions))
         if unknown:
             raise ConfigError(f"[{section}] in {args.config} has unknown keys: {unknown}")
+        job_defaults = {key: file_value(section, actions[key], value)
+                        for key, value in job_defaults.items()}
         if job_defaults:
             parser.set_defaults(**job_defaults)
             args = parser.parse_args(argv)
@@ -262,6 +303,9 @@ def run_body(parser: ArgumentParser, body) -> int:
     except Terminated:
         print(f"{parser.prog}: terminated (SIGTERM)", file=sys.stderr)
         return EXIT_TERMINATED
+    except BrokenPipeError:  # `hdp-gan sql ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -273,6 +317,15 @@ def run_body(parser: ArgumentParser, body) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return EXIT_OK if code is None else code
+
+
+def _failure_note(error: BaseException) -> str:
+    """What a failed run's row says: the error's line, or how the run was stopped."""
+    if isinstance(error, Terminated):
+        return "terminated (SIGTERM)"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    return first_line(error)
 
 
 class Terminated(KeyboardInterrupt):
@@ -319,7 +372,7 @@ def spark_stage(settings, run, app_name: str, training: bool = False, streaming:
             with contextlib.suppress(Exception):
                 spark.sparkContext.cancelAllJobs()
         try:
-            run.record(spark, settings, status="failed", message=first_line(error))
+            run.record(spark, settings, status="failed", message=_failure_note(error))
         except Exception as record_error:  # the original error matters more
             logger.warning("could not record the failed run: %s", record_error)
         raise

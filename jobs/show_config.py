@@ -26,6 +26,9 @@ from gan_lib.config import ConfigError
 from jobs import cli, common
 
 SOURCES = ("default", "file", "command line")
+# The commands that only read tables run Spark inside the driver unless --master is given
+# (report.table_reader_settings).
+TABLE_READERS = ("sql", "sql-server", "runs", "report")
 NOT_STAGE_OPTIONS = {"help", "config", "run_id"} | set(common.SHARED_KEYS)
 # user:password@ after any "//", also inside URLs with two schemes (jdbc:postgresql://...)
 _EMBEDDED_CREDENTIALS = re.compile(r"(?<=//)[^/@\s;?#]+@")
@@ -76,10 +79,12 @@ def _meanings(shared: dict, stages: dict, settings: config.Settings) -> dict:
     shared settings: the value a stage derives where it can be worked out here (the state
     folder, the master, the recipe's batch size and learning rate), else the "(default:
     ...)" of the option's help."""
-    from gan_lib import models, session
+    from gan_lib import models, report, session
 
     derived = {(None, "state_dir"): str(settings.local_state_dir),
-               (None, "master"): f"{session.default_master(settings)} on this machine"}
+               (None, "master"): f"{session.default_master(settings)} on this machine "
+                                 f"({report.TABLE_READER_MASTER} inside the driver for "
+                                 f"{', '.join(TABLE_READERS)})"}
     if "train" in stages:
         recipe = models.RECIPES[stages["train"]["recipe"][0]]
         derived[("train", "batch_size")] = f"the {recipe.name} recipe's {recipe.batch_size}"
@@ -109,13 +114,15 @@ def _stage_values(stage: str, file_values: dict) -> dict:
     actions = [action for action in module.build_parser()._actions if action.option_strings
                and action.dest not in NOT_STAGE_OPTIONS]
     options = {action.dest: action for action in actions if action.help != argparse.SUPPRESS}
-    hidden = {action.dest for action in actions if action.help == argparse.SUPPRESS}
+    hidden = {action.dest: action for action in actions if action.help == argparse.SUPPRESS}
     from_file = {key.split(".", 1)[1].replace("-", "_"): value
                  for key, value in file_values.items() if key.startswith(stage + ".")}
-    unknown = sorted(set(from_file) - set(options) - hidden)
+    unknown = sorted(set(from_file) - set(options) - set(hidden))
     if unknown:
         raise ConfigError(f"[{stage}] in the configuration file has unknown keys: {unknown}; "
                           f"`hdp-gan {stage} --help` lists its options")
+    from_file = {dest: common.file_value(stage, options.get(dest) or hidden[dest], value)
+                 for dest, value in from_file.items()}
     chosen = {dest: from_file.get(dest, action.default) for dest, action in options.items()}
     masked = _mask(config.mask_secrets(chosen))
     return {dest: (masked[dest], "file" if dest in from_file else "default")
@@ -158,11 +165,17 @@ def _toml_value(value) -> str:
                                 for k, v in value.items()) + " }"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    return json.dumps(str(value))
+    return _toml_string(str(value))
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: JSON's escapes, but characters beyond the Basic Multilingual Plane
+    as they are (JSON's surrogate pairs are not TOML) and DEL escaped (TOML refuses it raw)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007F")
 
 
 def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
 
 
 def _toml_lines(values: dict, means: dict) -> list[str]:
@@ -181,8 +194,8 @@ def as_toml(values: dict, file_path: str | None) -> str:
     def means(table):
         return {key: text for (place, key), text in values["means"].items() if place == table}
 
-    lines = [f"# hdp-gan effective configuration: defaults < {file_path or '(no file)'} "
-             "< command line",
+    shown_path = _toml_string(file_path) if file_path else "(no file)"
+    lines = [f"# hdp-gan effective configuration: defaults < {shown_path} < command line",
              "# secrets are shown as ***; the comment after each value says where it comes "
              "from and, for an unset one, what it stands for"]
     lines += [""] + _toml_lines(values["settings"], means(None))

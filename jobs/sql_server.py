@@ -12,6 +12,7 @@ runs, other jobs on the same root wait for it to stop. Give --metastore-jdbc-url
 metastore between the server and running jobs.
 """
 
+import argparse
 import errno
 import signal
 import socket
@@ -26,7 +27,7 @@ from jobs import common
 
 def build_parser():
     parser = common.new_parser("sql-server", __doc__.splitlines()[0])
-    parser.add_argument("--port", type=common.positive_int, default=10000,
+    parser.add_argument("--port", type=_port, default=10000,
                         help="port for HiveServer2 clients (default 10000)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; the "
@@ -34,9 +35,19 @@ def build_parser():
     return parser
 
 
+def _port(text: str) -> int:
+    port = common.positive_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1 to 65535)")
+    return port
+
+
 def check_port_free(host: str, port: int) -> None:
-    """Fail in one line when something already listens on ``host:port``."""
+    """Fail in one line when something already listens on ``host:port``. (Connections of a
+    server stopped a moment ago may linger in TIME_WAIT; they do not stop Java's server
+    socket, which binds with SO_REUSEADDR, so neither do they stop this check.)"""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
@@ -72,6 +83,7 @@ def run(args, settings):
         stopping.append(signum)
         server.terminate()
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)  # the terminal closed: it would not reach the server
     try:
         if _wait_until_listening(server, args.host, args.port):
             print(f"serving {settings.database} on {url} (Ctrl-C stops); "

@@ -91,9 +91,6 @@ def run(args, settings, given=frozenset()):
     if args.resume:
         for leftover in storage.remove_temporaries(store, run_uri):
             common.logger.info("removed %s, left by the interrupted run", redact_url(leftover))
-    elif training.remove_training_outputs(store, run_uri):
-        common.logger.info("run %s already had training outputs (checkpoints, samples, "
-                           "generator); removed them to train it afresh", run_id)
     options = training.TrainOptions(
         run_id=run_id, run_uri=run_uri, dataset=validate_name(args.dataset, "--dataset"),
         settings=settings, recipe=args.recipe, epochs=args.epochs,
@@ -112,6 +109,10 @@ def run(args, settings, given=frozenset()):
         stage.lineage["preprocess_runs"] = _preprocess_runs(spark, settings, args.dataset)
         _check_image_shape(spark, settings, args.dataset)
         cluster.preflight(spark.sparkContext, settings.executors)
+        # only once the checks passed: a run refused for a mistyped option keeps its outputs
+        if not args.resume and training.remove_training_outputs(store, run_uri):
+            common.logger.info("run %s already had training outputs (checkpoints, samples, "
+                               "generator, report); removed them to train it afresh", run_id)
         try:
             cluster.run(spark.sparkContext, training.train_worker, options, settings.executors,
                         args.timeout_minutes * 60, training.progress_reporter(store, run_uri))

@@ -67,6 +67,18 @@ class DerbyNetworkServer:
                 self.process.kill()
 
 
+def wait_for_port_closed(port: int, timeout_s: float) -> None:
+    """Wait until nothing accepts connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"port {port} still answers after {timeout_s} s")
+
+
 class ThriftServer:
     """``hdp-gan sql-server``: Spark's HiveServer2-compatible Thrift server over the project's
     metastore, started with the product's own command and the given shared options."""

@@ -32,15 +32,19 @@ def test_bad_arguments_give_one_line_without_traceback(job, args, wanted):
     assert wanted in result.stderr
 
 
-def test_a_mistyped_option_is_named_with_the_option_it_is_closest_to(job, tmp_path):
-    result = job("sql", "--root", tmp_path, "--databse", "x", "SELECT 1")
+@pytest.mark.parametrize("args, typed, meant", [
+    (["sql", "--databse", "x", "SELECT 1"], "--databse", "--database"),
+    (["train", "--epoch-count", "3"], "--epoch-count", "--epochs"),
+    (["sql-server", "--prot", "20001"], "--prot", "--port"),
+    (["generate", "--generator-rn", "train-1"], "--generator-rn", "--generator-run"),
+])
+def test_a_mistyped_option_is_named_with_the_option_it_is_closest_to(job, tmp_path, args,
+                                                                      typed, meant):
+    """Also when the stage has a required option the typo was meant to give."""
+    result = job(*args[:1], "--root", tmp_path, *args[1:])
     assert result.code == 2
     assert result.last_error_line == (
-        "sql: error: unknown option --databse; did you mean --database? (see --help)")
-    result = job("train", "--root", tmp_path, "--epoch-count", "3")
-    assert result.code == 2
-    assert result.last_error_line == (
-        "train: error: unknown option --epoch-count; did you mean --epochs? (see --help)")
+        f"{args[0]}: error: unknown option {typed}; did you mean {meant}? (see --help)")
 
 
 def test_missing_input_folder_fails_before_spark_with_one_line(job, tmp_path):

@@ -102,6 +102,12 @@ def test_masked_settings_hide_secret_spark_options():
     assert masked["spark.executor.memory"] == "2g"
 
 
+def test_executor_memory_below_what_spark_reserves_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="--executor-memory-mb 1 is below the 450 MB"):
+        Settings(root=str(tmp_path), executor_memory_mb=1)
+    assert Settings(root=str(tmp_path), executor_memory_mb=450).executor_memory_mb == 450
+
+
 def test_config_file_sections_are_flattened(tmp_path):
     path = tmp_path / "hdp-gan.toml"
     path.write_text('database = "other"\n[train]\nepochs = 3\n[spark]\n"spark.x" = "1"\n')

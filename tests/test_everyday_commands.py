@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pyarrow.parquet as parquet
+import pytest
 
 from gan_lib import report
 from gan_lib.report import RunRow
@@ -146,6 +147,9 @@ def test_config_says_what_an_unset_value_stands_for(job, tmp_path):
     shown = _config_json(job, "--config", path)
     assert shown["settings"]["state_dir"] == {
         "value": "", "source": "default", "means": str(tmp_path / "root" / "_local")}
+    assert shown["settings"]["master"]["means"] == (
+        "local-cluster[2,1,2048] on this machine (local[2] inside the driver for sql, "
+        "sql-server, runs, report)")
     assert shown["stages"]["train"]["batch_size"]["means"] == "the tutorial recipe's 256"
     assert shown["stages"]["train"]["learning_rate"]["means"] == "the tutorial recipe's 0.0001"
     assert shown["stages"]["label"]["classifier"]["means"] == "<root>/models/<dataset>-classifier"
@@ -155,6 +159,50 @@ def test_config_says_what_an_unset_value_stands_for(job, tmp_path):
     assert re.search(r"^# batch_size = +# not set \(default\): the tutorial recipe's 256$",
                      text, re.M)
     assert re.search(r'^state_dir = "" +# default: .*/root/_local$', text, re.M)
+
+
+@pytest.mark.parametrize("table, line", [
+    ("[train]\nrecipe = \"foo\"\n", "[train] recipe = 'foo' in the configuration file is not "
+                                    "one of dcgan, tutorial"),
+    ("[train]\nepochs = 0\n", "[train] epochs = 0 in the configuration file: '0' must be "
+                            "greater than 0"),
+])
+@pytest.mark.parametrize("stage", ["config", "train"])
+def test_a_configuration_files_value_is_checked_as_the_command_line_checks_it(
+        job, tmp_path, table, line, stage):
+    path = tmp_path / "hdp-gan.toml"
+    path.write_text(table)
+    result = job(stage, "--root", tmp_path, "--config", path)
+    assert result.code == 2
+    assert result.last_error_line == f"{stage}: error: {line}"
+    assert "Traceback" not in result.stderr
+
+
+def test_config_output_keeps_characters_beyond_the_basic_plane_as_toml_reads_them(job,
+                                                                                   tmp_path):
+    root = tmp_path / "r\U0001F600 \u00e9"
+    path = tmp_path / "hdp-gan.toml"
+    path.write_text(f'root = "{root}"\n[spark]\n"spark.x" = "a\U0001F600\\u007F"\n',
+                    encoding="utf-8")
+    result = job("config", "--config", path)
+    assert result.code == 0, result.stderr[-2000:]
+    document = tomllib.loads(result.stdout)
+    assert document["root"] == f"file://{root}"
+    assert document["spark"]["spark.x"] == "a\U0001F600\x7f"
+
+
+def test_config_read_by_a_reader_that_stops_early_ends_quietly():
+    import os
+    import subprocess
+    import sys
+
+    reader, writer = os.pipe()
+    os.close(reader)  # as `hdp-gan config | head -1` once head has its line
+    result = subprocess.run([sys.executable, "-m", "jobs.cli", "config"], stdout=writer,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120)
+    os.close(writer)
+    assert result.returncode == 141
+    assert result.stderr == ""
 
 
 def test_config_output_is_toml_that_reads_back_to_the_same_values(job, tmp_path):

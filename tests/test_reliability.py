@@ -180,14 +180,11 @@ def test_a_jvm_failure_ends_with_the_java_message_and_says_when_memory_ran_out()
                          "--executor-memory-mb)")
 
 
-def test_a_failed_runs_row_keeps_the_java_message_rather_than_py4js(monkeypatch):
+def _recorded_failure(monkeypatch, error) -> list:
+    """(status, message) of the run rows a stage records when ``error`` ends it."""
     from gan_lib import session
     from gan_lib.runs import StageRun
     from jobs import common
-
-    class JavaException:
-        def toString(self):
-            return "org.apache.hadoop.security.AccessControlException: Permission denied"
 
     class Spark:
         stopped = False
@@ -200,14 +197,47 @@ def test_a_failed_runs_row_keeps_the_java_message_rather_than_py4js(monkeypatch)
     run = StageRun("preprocess", "preprocess-1")
     monkeypatch.setattr(run, "record", lambda spark, settings, status, message:
                         recorded.append((status, message)))
-    error = Exception("An error occurred while calling o120.parquet.\n: org.apache...")
-    error.java_exception = JavaException()
-    with pytest.raises(Exception):
+    with pytest.raises(BaseException):
         with common.spark_stage(None, run, "test"):
             raise error
-    assert recorded == [
-        ("failed", "org.apache.hadoop.security.AccessControlException: Permission denied")]
     assert spark.stopped
+    return recorded
+
+
+def _py4j_error(java_text):
+    class JavaException:  # what py4j hands over from the JVM: an object with toString()
+        def toString(self):
+            return java_text
+
+    error = Exception("An error occurred while calling o120.parquet.\n: org.apache...")
+    error.java_exception = JavaException()
+    return error
+
+
+def test_a_failed_runs_row_keeps_the_java_message_rather_than_py4js(monkeypatch):
+    error = _py4j_error("org.apache.hadoop.security.AccessControlException: Permission denied")
+    assert _recorded_failure(monkeypatch, error) == [
+        ("failed", "org.apache.hadoop.security.AccessControlException: Permission denied")]
+
+
+def test_a_python_task_failure_reads_as_the_python_exception_line(monkeypatch):
+    error = _py4j_error(
+        "org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage 1.0 "
+        "failed 1 times: org.apache.spark.api.python.PythonException: Traceback (most recent "
+        "call last):\n  File \"/work/gan_lib/generation.py\", line 80, in draw\n    module = "
+        "hub.load(handle)\nOSError: Cannot parse file /r/runs/g/generator/saved_model.pb\n\n"
+        "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException\n")
+    assert _recorded_failure(monkeypatch, error) == [
+        ("failed", "OSError: Cannot parse file /r/runs/g/generator/saved_model.pb")]
+
+
+def test_a_run_stopped_by_a_signal_says_so_in_its_row(monkeypatch):
+    from jobs import common
+
+    assert _recorded_failure(monkeypatch, common.Terminated()) == [
+        ("failed", "terminated (SIGTERM)")]
+    assert _recorded_failure(monkeypatch, KeyboardInterrupt()) == [
+        ("failed", "interrupted (Ctrl-C)")]
 
 
 def _fashion_folder(folder, count):

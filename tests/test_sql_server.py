@@ -3,12 +3,14 @@ tables, and what people hit in practice (a port in use, the embedded metastore h
 server) fails in one line that says what to do."""
 
 import collections
+import signal
 import socket
 
 import pytest
 from pyarrow import dataset
 
-from services import ThriftServer, free_port
+from jobs import sql_server
+from services import ThriftServer, free_port, wait_for_port_closed
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,30 @@ def test_sql_server_refuses_a_port_in_use_in_one_line(job, tmp_path):
     assert f"port {port} on 127.0.0.1 is in use" in result.last_error_line
     assert "--port" in result.last_error_line
     assert not (tmp_path / "_local" / "metastore_db").exists()
+
+
+def test_a_port_whose_last_connections_linger_in_time_wait_is_free_to_serve_on(job, tmp_path):
+    port = free_port()
+    with socket.socket() as listener:  # a server stopped a moment ago, a client still on it
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Java's sockets
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server's side closes first: its end waits in TIME_WAIT
+        client.close()
+    sql_server.check_port_free("127.0.0.1", port)
+
+
+def test_sql_server_stops_the_thrift_server_when_its_terminal_hangs_up(tmp_path):
+    server = ThriftServer(["--root", tmp_path, "--executors", 1], tmp_path / "server.log")
+    server.start()
+    try:
+        server.process.send_signal(signal.SIGHUP)
+        assert server.process.wait(timeout=60) == 0
+        wait_for_port_closed(server.port, 60)
+    finally:
+        server.stop()
 
 
 def test_a_metastore_that_does_not_answer_fails_in_one_line_without_its_password(job, tmp_path):

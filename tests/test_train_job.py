@@ -196,6 +196,20 @@ def test_training_an_existing_run_id_afresh_replaces_its_earlier_outputs(trained
     assert not (run / "report").exists()
 
 
+def test_a_run_id_trained_afresh_but_refused_by_a_check_keeps_its_earlier_outputs(trained,
+                                                                                   job):
+    root, summary = trained
+    run, _ = _copy_run(root, summary["run_id"], "train-afresh-refused")
+    before = sorted(path.relative_to(run) for path in run.rglob("*"))
+
+    result = job("train", "--root", root, "--run-id", "train-afresh-refused", "--dataset",
+                 "nosuch", *TRAIN_ARGS)
+
+    assert result.code == 1
+    assert "dataset 'nosuch' is not in" in result.last_error_line
+    assert sorted(path.relative_to(run) for path in run.rglob("*")) == before
+
+
 def test_resume_without_more_epochs_than_the_run_trained_is_refused(trained, job):
     root, summary = trained
     _, epochs = _copy_run(root, summary["run_id"], "train-resume-no-epochs")
