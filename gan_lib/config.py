@@ -70,7 +70,7 @@ class Settings:
         if self.executor_memory_mb < MIN_EXECUTOR_MEMORY_MB:
             raise ConfigError(
                 f"--executor-memory-mb {self.executor_memory_mb} is below the "
-                f"{MIN_EXECUTOR_MEMORY_MB} MB Spark needs for an executor (it reserves 300 MB); "
+                f"{MIN_EXECUTOR_MEMORY_MB} MB Spark needs for an executor on this machine; "
                 "the default, 2048, also leaves room for TensorFlow")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
@@ -101,8 +101,9 @@ class Settings:
         return mask_secrets({item.name: getattr(self, item.name) for item in fields(self)})
 
 
-# Spark refuses an executor whose memory is below 1.5 times the 300 MB it reserves.
-MIN_EXECUTOR_MEMORY_MB = 450
+# Spark refuses an executor whose memory is below 1.5 times the 300 MB it reserves, and its
+# local-cluster master gives each executor at least 512 MB.
+MIN_EXECUTOR_MEMORY_MB = 512
 
 
 def _is_secret(key: str) -> bool:
@@ -303,9 +304,21 @@ def load_file(path: str | None) -> dict:
 
 def settings_from(values: dict) -> Settings:
     """Build Settings from a dictionary, ignoring keys that belong to single stages."""
-    known = {item.name for item in fields(Settings)}
+    known = {item.name: item for item in fields(Settings)}
     chosen = {key: value for key, value in values.items() if key in known and value is not None}
+    for key, value in chosen.items():
+        wanted = known[key].type if isinstance(known[key].type, type) else str  # str | None
+        if wanted is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            chosen[key] = value = str(value)
+        if wanted is int and isinstance(value, str) and re.fullmatch(r"[0-9]+", value):
+            chosen[key] = value = int(value)
+        if wanted in (str, int, bool) and (type(value) is not wanted):
+            kind = {str: "a string", int: "a whole number", bool: "true or false"}[wanted]
+            raise ConfigError(f"{key} = {value!r}: the setting must be {kind}")
     if "spark" in values:
+        if not isinstance(values["spark"], dict):
+            raise ConfigError(f"spark = {values['spark']!r}: [spark] must be a table of Spark "
+                              "options")
         chosen["extra_spark_conf"] = dict(values["spark"])
     return Settings(**chosen)
 

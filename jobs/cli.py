@@ -2,9 +2,10 @@
 ``spark-submit jobs/<module>.py`` with the same arguments."""
 
 import importlib
+import os
 import sys
 
-from jobs.common import EXIT_USAGE
+from jobs.common import EXIT_BROKEN_PIPE, EXIT_USAGE
 
 # subcommand -> (module in jobs/, one-line description)
 SUBCOMMANDS = {
@@ -34,7 +35,11 @@ def usage() -> str:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
+        try:
+            print(usage(), flush=True)
+        except BrokenPipeError:  # `hdp-gan --help | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
         return 0 if argv else EXIT_USAGE
     name, rest = argv[0], argv[1:]
     commands = SUBCOMMANDS

@@ -50,6 +50,8 @@ class ArgumentParser(argparse.ArgumentParser):
         """The first token that looks like an option and is none of this parser's, nor an
         abbreviation argparse would take."""
         options = [option for action in self._actions for option in action.option_strings]
+        shown = [option for action in self._actions if action.help != argparse.SUPPRESS
+                 for option in action.option_strings]
         for token in tokens:
             if token == "--":  # the rest are values
                 return None
@@ -58,7 +60,7 @@ class ArgumentParser(argparse.ArgumentParser):
                     or re.fullmatch(r"-\d+(\.\d*)?([eE][-+]?\d+)?|-\.\d+", name)):
                 continue
             if name.startswith("--") and self.allow_abbrev and any(
-                    option.startswith(name) for option in options):
+                    option.startswith(name) for option in shown):  # not of hidden ones
                 continue
             if not name.startswith("--") and name[:2] in options:  # -n5: a short one's value
                 continue
@@ -83,10 +85,9 @@ def _closest_option(typed: str, options: list[str]) -> str | None:
 
 
 def _whole_number(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not re.fullmatch(r"-?[0-9]+", text):  # int() would also take "1_000", " 7", "٣"
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    value = int(text)
     if value < minimum:
         raise argparse.ArgumentTypeError(
             f"{text!r} must be greater than 0" if minimum == 1
@@ -166,7 +167,14 @@ def file_value(section: str, action: argparse.Action, value):
     """A configuration file's value for an option, checked and converted as the command line
     would check it (argparse checks neither the type nor the choices of a default)."""
     where = f"[{section}] {action.dest.replace('_', '-')} = {value!r} in the configuration file"
-    if action.type is not None and not isinstance(value, bool):
+    if action.nargs == 0:  # a flag: --json, --xla/--no-xla
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false")
+        return value
+    if isinstance(value, (bool, list, dict)):
+        raise ConfigError(f"{where} must be a single value, as on the command line")
+    value = str(value) if action.type is None else value
+    if action.type is not None:
         try:
             value = action.type(str(value))
         except (argparse.ArgumentTypeError, TypeError, ValueError) as error:
@@ -310,6 +318,9 @@ def run_body(parser: ArgumentParser, body) -> int:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # the last line of defence: still one clear line at the end
+        if _TERMINATED:  # the JVM got the signal too (the whole process group was signalled)
+            print(f"{parser.prog}: terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
         logger.exception("unexpected error")
         print(f"{parser.prog}: failed: {type(error).__name__}: {first_line(error)}",
               file=sys.stderr)
@@ -335,9 +346,13 @@ class Terminated(KeyboardInterrupt):
     as failed on the way out."""
 
 
+_TERMINATED = []  # set once SIGTERM arrived
+
+
 def _terminate(_signum, _frame):
     """Unwind the stage, without calling the JVM from inside the handler: that would break the
     py4j call the signal stopped (``spark_stage`` cancels the jobs once it has unwound)."""
+    _TERMINATED.append(True)
     raise Terminated()
 
 
@@ -375,6 +390,10 @@ def spark_stage(settings, run, app_name: str, training: bool = False, streaming:
             run.record(spark, settings, status="failed", message=_failure_note(error))
         except Exception as record_error:  # the original error matters more
             logger.warning("could not record the failed run: %s", record_error)
+        try:
+            spark.stop()
+        except Exception as stop_error:  # a JVM stopped with us (SIGTERM to the whole group)
+            logger.warning("could not stop Spark cleanly: %s", first_line(stop_error))
         raise
-    finally:
+    else:
         spark.stop()

@@ -103,9 +103,22 @@ def test_masked_settings_hide_secret_spark_options():
 
 
 def test_executor_memory_below_what_spark_reserves_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="--executor-memory-mb 1 is below the 450 MB"):
+    with pytest.raises(ConfigError, match="--executor-memory-mb 1 is below the 512 MB"):
         Settings(root=str(tmp_path), executor_memory_mb=1)
-    assert Settings(root=str(tmp_path), executor_memory_mb=450).executor_memory_mb == 450
+    assert Settings(root=str(tmp_path), executor_memory_mb=512).executor_memory_mb == 512
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("executors", 2.5, "executors = 2.5: the setting must be a whole number"),
+    ("kerberos", "yes", "kerberos = 'yes': the setting must be true or false"),
+    ("state_dir", True, "state_dir = True: the setting must be a string"),
+    ("spark", 5, "spark = 5: [spark] must be a table of Spark options"),
+])
+def test_shared_settings_of_the_wrong_type_are_refused_in_one_line(tmp_path, key, value,
+                                                                   message):
+    with pytest.raises(ConfigError) as refused:
+        config.settings_from({"root": str(tmp_path), key: value})
+    assert str(refused.value) == message
 
 
 def test_config_file_sections_are_flattened(tmp_path):

@@ -166,6 +166,9 @@ def test_config_says_what_an_unset_value_stands_for(job, tmp_path):
                                     "one of dcgan, tutorial"),
     ("[train]\nepochs = 0\n", "[train] epochs = 0 in the configuration file: '0' must be "
                             "greater than 0"),
+    ("[train]\nxla = 1\n", "[train] xla = 1 in the configuration file must be true or false"),
+    ("[train]\nepochs = true\n", "[train] epochs = True in the configuration file must be a "
+                               "single value, as on the command line"),
 ])
 @pytest.mark.parametrize("stage", ["config", "train"])
 def test_a_configuration_files_value_is_checked_as_the_command_line_checks_it(
@@ -191,14 +194,15 @@ def test_config_output_keeps_characters_beyond_the_basic_plane_as_toml_reads_the
     assert document["spark"]["spark.x"] == "a\U0001F600\x7f"
 
 
-def test_config_read_by_a_reader_that_stops_early_ends_quietly():
+@pytest.mark.parametrize("args", [["config"], ["--help"]], ids=["config", "usage"])
+def test_output_read_by_a_reader_that_stops_early_ends_quietly(args):
     import os
     import subprocess
     import sys
 
     reader, writer = os.pipe()
     os.close(reader)  # as `hdp-gan config | head -1` once head has its line
-    result = subprocess.run([sys.executable, "-m", "jobs.cli", "config"], stdout=writer,
+    result = subprocess.run([sys.executable, "-m", "jobs.cli", *args], stdout=writer,
                             stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120)
     os.close(writer)
     assert result.returncode == 141

@@ -163,6 +163,29 @@ def test_a_signal_while_spark_works_stops_the_stage_in_one_line_and_records_it_f
     assert _processes_under(root / "_local") == []
 
 
+def test_sigterm_to_the_whole_process_group_ends_in_one_line_with_exit_143(tmp_path):
+    """As `timeout`, systemd and YARN's container kill signal: the driver's JVM gets the
+    signal too, so Spark cannot record the run, but the command still ends as terminated."""
+    folder = _fashion_folder(tmp_path / "input", 300)
+    root = tmp_path / "root"
+    process = subprocess.Popen(job_command("preprocess", "--root", root, "--input", folder,
+                                           "--dataset", "stop", master=None),
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: any((root / "runs").glob("preprocess-*/staging")), 300,
+                  "decoding to start", poll_s=0.2)
+        os.killpg(process.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, stderr[-3000:]
+    assert [line for line in stderr.splitlines() if line.strip()][-1] == \
+        "preprocess: terminated (SIGTERM)"
+    _wait_for(lambda: _processes_under(root / "_local") == [], 60, "Spark's processes to end")
+
+
 def test_a_jvm_failure_ends_with_the_java_message_and_says_when_memory_ran_out():
     from jobs import common
 
