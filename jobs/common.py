@@ -24,11 +24,17 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 128 + signal.SIGTERM
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # as a command killed by SIGPIPE ends
 
 logger = logging.getLogger("hdp_gan")
+NEGATIVE_NUMBER = r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with errors on one line and exit code 2, without a usage block; a mistyped
     option is named with the option it is closest to."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # argparse takes -3 and -0.5 for values, but -1e-3 for an option
+        self._negative_number_matcher = re.compile(f"^{NEGATIVE_NUMBER}$")
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
@@ -57,7 +63,7 @@ class ArgumentParser(argparse.ArgumentParser):
                 return None
             name = token.split("=", 1)[0]
             if (not name.startswith("-") or name == "-" or name in options
-                    or re.fullmatch(r"-\d+(\.\d*)?([eE][-+]?\d+)?|-\.\d+", name)):
+                    or re.fullmatch(NEGATIVE_NUMBER, name)):
                 continue
             if name.startswith("--") and self.allow_abbrev and any(
                     option.startswith(name) for option in shown):  # not of hidden ones
@@ -322,7 +328,9 @@ def run_body(parser: ArgumentParser, body) -> int:
             print(f"{parser.prog}: terminated (SIGTERM)", file=sys.stderr)
             return EXIT_TERMINATED
         logger.exception("unexpected error")
-        print(f"{parser.prog}: failed: {type(error).__name__}: {first_line(error)}",
+        # a JVM error's line names its own class (py4j's Py4JJavaError says nothing more)
+        kind = "" if hasattr(error, "java_exception") else f"{type(error).__name__}: "
+        print(f"{parser.prog}: failed: {kind}{first_line(error)}",
               file=sys.stderr)
         return EXIT_FAILED
     finally:

@@ -23,6 +23,7 @@ def test_unknown_subcommand_is_one_line_with_exit_code_2(job):
     (["train", "--epochs", "many"], "--epochs"),
     (["generate"], "--generator-run"),
     (["preprocess", "--image-size", "-3"], "--image-size"),
+    (["train", "--learning-rate", "-1e-3"], "'-1e-3' must be a finite number greater than 0"),
 ])
 def test_bad_arguments_give_one_line_without_traceback(job, args, wanted):
     result = job(*args)

@@ -254,6 +254,21 @@ def test_a_python_task_failure_reads_as_the_python_exception_line(monkeypatch):
         ("failed", "OSError: Cannot parse file /r/runs/g/generator/saved_model.pb")]
 
 
+def test_an_unexpected_jvm_error_ends_with_its_own_line_without_py4js_class(capsys):
+    from jobs import common
+
+    error = _py4j_error("org.apache.spark.SparkException: Job aborted due to stage failure: "
+                        "... org.apache.spark.api.python.PythonException: Traceback (most "
+                        "recent call last):\n  File \"x.py\", line 1, in f\nOSError: Cannot "
+                        "parse file saved_model.pb\n\tat org.apache.spark...")
+
+    def body():
+        raise error
+    assert common.run_body(common.new_parser("generate", "test"), body) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "generate: failed: OSError: Cannot parse file saved_model.pb")
+
+
 def test_a_run_stopped_by_a_signal_says_so_in_its_row(monkeypatch):
     from jobs import common
 
