@@ -78,6 +78,9 @@ class StageRun:
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     started_clock: float = field(default_factory=time.monotonic)
     finished_clock: float | None = None  # set when the run is recorded
+    # False while a stage only checks its inputs: a refused run leaves the runs table as it
+    # was (a run id rerun with a mistyped option keeps its earlier row)
+    record_failure: bool = True
 
     @property
     def duration_s(self) -> float:

@@ -395,7 +395,8 @@ def spark_stage(settings, run, app_name: str, training: bool = False, streaming:
             with contextlib.suppress(Exception):
                 spark.sparkContext.cancelAllJobs()
         try:
-            run.record(spark, settings, status="failed", message=_failure_note(error))
+            if run.record_failure:
+                run.record(spark, settings, status="failed", message=_failure_note(error))
         except Exception as record_error:  # the original error matters more
             logger.warning("could not record the failed run: %s", record_error)
         try:

@@ -104,11 +104,12 @@ def run(args, settings, given=frozenset()):
         new_learning_rate=args.learning_rate if args.resume and "learning_rate" in given
         else 0.0)
     stage = StageRun("train", run_id, parameters=training.options_dict(options),
-                     lineage={"dataset": args.dataset})
+                     lineage={"dataset": args.dataset}, record_failure=False)
     with common.spark_stage(settings, stage, f"hdp-gan train {run_id}", training=True) as spark:
         stage.lineage["preprocess_runs"] = _preprocess_runs(spark, settings, args.dataset)
         _check_image_shape(spark, settings, args.dataset)
         cluster.preflight(spark.sparkContext, settings.executors)
+        stage.record_failure = True
         # only once the checks passed: a run refused for a mistyped option keeps its outputs
         if not args.resume and training.remove_training_outputs(store, run_uri):
             common.logger.info("run %s already had training outputs (checkpoints, samples, "

@@ -208,6 +208,8 @@ def test_a_run_id_trained_afresh_but_refused_by_a_check_keeps_its_earlier_output
     assert result.code == 1
     assert "dataset 'nosuch' is not in" in result.last_error_line
     assert sorted(path.relative_to(run) for path in run.rglob("*")) == before
+    recorded = parquet.read_table(root / "warehouse" / "hdp_gan.db" / "runs").to_pylist()
+    assert "train-afresh-refused" not in {row["run_id"] for row in recorded}
 
 
 def test_resume_without_more_epochs_than_the_run_trained_is_refused(trained, job):
