@@ -180,7 +180,7 @@ def _copy_run(root, run_id, copy_id):
 def test_training_an_existing_run_id_afresh_replaces_its_earlier_outputs(trained, job):
     root, summary = trained
     run, _ = _copy_run(root, summary["run_id"], "train-afresh")
-    (run / "report").mkdir()  # as `hdp-gan report` leaves it
+    (run / "report").mkdir(exist_ok=True)  # as `hdp-gan report` leaves it
     (run / "report" / "index.html").write_text("<p>the earlier networks</p>")
 
     result = job("train", "--root", root, "--run-id", "train-afresh", "--epochs", "1",
