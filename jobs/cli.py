@@ -2,10 +2,9 @@
 ``spark-submit jobs/<module>.py`` with the same arguments."""
 
 import importlib
-import os
 import sys
 
-from jobs.common import EXIT_BROKEN_PIPE, EXIT_USAGE
+from jobs.common import EXIT_USAGE, reader_gone
 
 # subcommand -> (module in jobs/, one-line description)
 SUBCOMMANDS = {
@@ -38,8 +37,7 @@ def main(argv=None) -> int:
         try:
             print(usage(), flush=True)
         except BrokenPipeError:  # `hdp-gan --help | head`
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_BROKEN_PIPE
+            return reader_gone()
         return 0 if argv else EXIT_USAGE
     name, rest = argv[0], argv[1:]
     commands = SUBCOMMANDS

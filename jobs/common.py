@@ -43,9 +43,7 @@ class ArgumentParser(argparse.ArgumentParser):
         tokens = sys.argv[1:] if args is None else [str(token) for token in args]
         unknown = self._unknown_option(tokens)  # before argparse asks for required ones
         if unknown:
-            shown = [option for action in self._actions if action.help != argparse.SUPPRESS
-                     for option in action.option_strings]
-            close = _closest_option(unknown, shown)
+            close = _closest_option(unknown, self._shown_options())
             self.error(f"unknown option {unknown}" + (f"; did you mean {close}?" if close else ""))
         parsed, extras = self.parse_known_args(tokens, namespace)
         if extras:
@@ -56,8 +54,7 @@ class ArgumentParser(argparse.ArgumentParser):
         """The first token that looks like an option and is none of this parser's, nor an
         abbreviation argparse would take."""
         options = [option for action in self._actions for option in action.option_strings]
-        shown = [option for action in self._actions if action.help != argparse.SUPPRESS
-                 for option in action.option_strings]
+        shown = self._shown_options()
         for token in tokens:
             if token == "--":  # the rest are values
                 return None
@@ -72,6 +69,11 @@ class ArgumentParser(argparse.ArgumentParser):
                 continue
             return name
         return None
+
+    def _shown_options(self) -> list[str]:
+        """The option strings --help lists (not the hidden ones for fault-injection tests)."""
+        return [option for action in self._actions if action.help != argparse.SUPPRESS
+                for option in action.option_strings]
 
 
 def _closest_option(typed: str, options: list[str]) -> str | None:
@@ -179,12 +181,10 @@ def file_value(section: str, action: argparse.Action, value):
         return value
     if isinstance(value, (bool, list, dict)):
         raise ConfigError(f"{where} must be a single value, as on the command line")
-    value = str(value) if action.type is None else value
-    if action.type is not None:
-        try:
-            value = action.type(str(value))
-        except (argparse.ArgumentTypeError, TypeError, ValueError) as error:
-            raise ConfigError(f"{where}: {error}") from None
+    try:
+        value = (action.type or str)(str(value))
+    except (argparse.ArgumentTypeError, TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {error}") from None
     if action.choices is not None and value not in action.choices:
         raise ConfigError(f"{where} is not one of {', '.join(map(str, action.choices))}")
     return value
@@ -318,8 +318,7 @@ def run_body(parser: ArgumentParser, body) -> int:
         print(f"{parser.prog}: terminated (SIGTERM)", file=sys.stderr)
         return EXIT_TERMINATED
     except BrokenPipeError:  # `hdp-gan sql ... | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
-        return EXIT_BROKEN_PIPE
+        return reader_gone()
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -336,6 +335,13 @@ def run_body(parser: ArgumentParser, body) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return EXIT_OK if code is None else code
+
+
+def reader_gone() -> int:
+    """The exit code once standard output's reader has stopped reading; what is still
+    buffered goes to /dev/null, so Python's flush at exit raises nothing more."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 def _failure_note(error: BaseException) -> str:

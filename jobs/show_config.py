@@ -75,8 +75,8 @@ _HELP_DEFAULT = re.compile(r"\(default: ([^)]*)\)")
 
 
 def _meanings(shared: dict, stages: dict, settings: config.Settings) -> dict:
-    """What an unset or empty value stands for, keyed by (table, key) with table None for the
-    shared settings: the value a stage derives where it can be worked out here (the state
+    """What an unset or empty value stands for, as {table: {key: text}} with table None for
+    the shared settings: the value a stage derives where it can be worked out here (the state
     folder, the master, the recipe's batch size and learning rate), else the "(default:
     ...)" of the option's help."""
     from gan_lib import models, report, session
@@ -99,12 +99,12 @@ def _meanings(shared: dict, stages: dict, settings: config.Settings) -> dict:
     unset += [((stage, key), value) for stage, options in stages.items()
               for key, (value, _) in options.items()]
     means = {}
-    for place, value in unset:
+    for (table, key), value in unset:
         if value not in (None, ""):
             continue
-        found = _HELP_DEFAULT.search(helps.get(place) or "")
-        if place in derived or found:
-            means[place] = derived.get(place) or found.group(1)
+        found = _HELP_DEFAULT.search(helps.get((table, key)) or "")
+        if (table, key) in derived or found:
+            means.setdefault(table, {})[key] = derived.get((table, key)) or found.group(1)
     return means
 
 
@@ -191,32 +191,31 @@ def _toml_lines(values: dict, means: dict) -> list[str]:
 
 
 def as_toml(values: dict, file_path: str | None) -> str:
-    def means(table):
-        return {key: text for (place, key), text in values["means"].items() if place == table}
-
+    means = values["means"]
     shown_path = _toml_string(file_path) if file_path else "(no file)"
     lines = [f"# hdp-gan effective configuration: defaults < {shown_path} < command line",
              "# secrets are shown as ***; the comment after each value says where it comes "
              "from and, for an unset one, what it stands for"]
-    lines += [""] + _toml_lines(values["settings"], means(None))
+    lines += [""] + _toml_lines(values["settings"], means.get(None, {}))
     if values["spark"]:
         lines += ["", "[spark]"] + _toml_lines(values["spark"], {})
     for stage, options in values["stages"].items():
-        lines += ["", f"[{_toml_key(stage)}]"] + _toml_lines(options, means(stage))
+        lines += ["", f"[{_toml_key(stage)}]"] + _toml_lines(options, means.get(stage, {}))
     return "\n".join(lines)
 
 
 def as_json(values: dict, file_path: str | None) -> str:
-    def pairs(table, place=None):
+    def pairs(table, means):
         shown = {key: {"value": value, "source": source} for key, (value, source) in
                  table.items()}
-        for (where, key), text in values["means"].items():
-            if where == place and key in shown:
-                shown[key]["means"] = text
+        for key, text in means.items():
+            shown[key]["means"] = text
         return shown
-    return json.dumps({"file": file_path, "settings": pairs(values["settings"]),
-                       "spark": pairs(values["spark"], "[spark]"),
-                       "stages": {stage: pairs(options, stage)
+    means = values["means"]
+    return json.dumps({"file": file_path, "settings": pairs(values["settings"],
+                                                              means.get(None, {})),
+                       "spark": pairs(values["spark"], {}),
+                       "stages": {stage: pairs(options, means.get(stage, {}))
                                   for stage, options in values["stages"].items()}},
                       sort_keys=True, default=str)
 
