@@ -516,6 +516,9 @@ def train_worker(options: TrainOptions, ctx=None) -> None:
             _set_affinity(allowed)
 
 
+NODE_FOLDER_PREFIX = "hdp-gan-node-"
+
+
 @contextlib.contextmanager
 def own_temporary_folder():
     """Point Python's temporary files at a folder of their own, removed on the way out.
@@ -523,8 +526,12 @@ def own_temporary_folder():
     TensorFlow's autograph writes the code it generates for each traced function to a
     temporary file that it deletes only when the interpreter exits normally; Spark ends its
     Python workers without that, so every training node used to leave a dozen such files in
-    /tmp. The previous setting comes back for the next task of a reused worker."""
-    folder = tempfile.mkdtemp(prefix="hdp-gan-node-")
+    /tmp. The folder's name carries the node's process id: a node that was killed cannot
+    remove its folder, so each node first removes those whose process has ended. The
+    previous setting comes back for the next task of a reused worker."""
+    parent = tempfile.gettempdir()
+    remove_abandoned_node_folders(parent)
+    folder = tempfile.mkdtemp(prefix=f"{NODE_FOLDER_PREFIX}{os.getpid()}-", dir=parent)
     previous = tempfile.tempdir
     tempfile.tempdir = folder
     try:
@@ -532,6 +539,39 @@ def own_temporary_folder():
     finally:
         tempfile.tempdir = previous
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_abandoned_node_folders(parent: str) -> list[str]:
+    """Remove this user's node folders under parent whose process no longer runs."""
+    removed = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = re.fullmatch(rf"{NODE_FOLDER_PREFIX}(\d+)-\w+", entry.name)
+        if not match or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        if not _process_ended(int(match.group(1))):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    return removed
+
+
+def _process_ended(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
 
 
 class _Loop:

@@ -2,6 +2,7 @@
 the generator export."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -420,6 +421,32 @@ def test_a_nodes_autograph_files_go_to_its_own_temporary_folder_which_is_removed
     assert any(name.startswith("__autograph_generated_file") for name in written)
     assert not Path(folder).exists()
     assert tempfile.tempdir == before
+
+
+def test_a_node_removes_the_temporary_folders_of_nodes_whose_process_ended(tmp_path,
+                                                                           monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    killed = tmp_path / f"hdp-gan-node-{_pid_of_ended_process()}-abc123"
+    running = tmp_path / f"hdp-gan-node-{os.getppid()}-def456"
+    unnamed = tmp_path / "hdp-gan-node-x1y2z3"  # no process id: not ours to judge
+    for folder in (killed, running, unnamed):
+        folder.mkdir()
+        (folder / "__autograph_generated_file1.py").write_text("pass\n")
+
+    with training.own_temporary_folder() as folder:
+        assert Path(folder).name.startswith(f"hdp-gan-node-{os.getpid()}-")
+
+    assert not killed.exists()
+    assert running.exists() and unnamed.exists()
+
+
+def _pid_of_ended_process():
+    import subprocess
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
 
 
 def test_pruning_never_deletes_the_checkpoint_latest_json_names(tmp_path):
