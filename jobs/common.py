@@ -43,8 +43,7 @@ class ArgumentParser(argparse.ArgumentParser):
         tokens = sys.argv[1:] if args is None else [str(token) for token in args]
         unknown = self._unknown_option(tokens)  # before argparse asks for required ones
         if unknown:
-            close = _closest_option(unknown, self._shown_options())
-            self.error(f"unknown option {unknown}" + (f"; did you mean {close}?" if close else ""))
+            self.error(f"unknown option {unknown}{self._unknown_option_hint(tokens, unknown)}")
         parsed, extras = self.parse_known_args(tokens, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
@@ -69,6 +68,22 @@ class ArgumentParser(argparse.ArgumentParser):
                 continue
             return name
         return None
+
+    def _unknown_option_hint(self, tokens: list[str], unknown: str) -> str:
+        """A value that starts with '-' right after an option that takes one is most
+        likely that option's value; else the option the typed one is closest to."""
+        position = [token.split("=", 1)[0] for token in tokens].index(unknown)
+        before = tokens[position - 1] if position else ""
+        takes_value = [option for action in self._actions if action.nargs != 0
+                       and action.help != argparse.SUPPRESS
+                       for option in action.option_strings]
+        named = [option for option in takes_value if option == before] or [
+            option for option in takes_value if before.startswith("--")
+            and option.startswith(before)]
+        if len(named) == 1:
+            return f"; if it is the value of {named[0]}, write {named[0]}={tokens[position]}"
+        close = _closest_option(unknown, self._shown_options())
+        return f"; did you mean {close}?" if close else ""
 
     def _shown_options(self) -> list[str]:
         """The option strings --help lists (not the hidden ones for fault-injection tests)."""

@@ -48,6 +48,20 @@ def test_a_mistyped_option_is_named_with_the_option_it_is_closest_to(job, tmp_pa
         f"{args[0]}: error: unknown option {typed}; did you mean {meant}? (see --help)")
 
 
+def test_a_value_starting_with_a_dash_is_shown_how_to_give_it(job, tmp_path):
+    result = job("preprocess", "--root", tmp_path, "--input", "-odd-folder")
+    assert result.code == 2
+    assert result.last_error_line == (
+        "preprocess: error: unknown option -odd-folder; if it is the value of --input, "
+        "write --input=-odd-folder (see --help)")
+
+
+def test_a_value_given_with_an_equals_sign_may_start_with_a_dash(job, tmp_path):
+    result = job("preprocess", "--root", tmp_path, "--input=-odd-folder")
+    assert result.code == 2
+    assert "-odd-folder does not exist" in result.last_error_line
+
+
 def test_missing_input_folder_fails_before_spark_with_one_line(job, tmp_path):
     result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "nowhere")
     assert result.code == 2
