@@ -6,6 +6,7 @@ command line. Every value is validated here, before any Spark or TensorFlow work
 that a wrong value fails in one line that names it and says what is expected.
 """
 
+import math
 import os
 import re
 import tomllib
@@ -319,8 +320,22 @@ def settings_from(values: dict) -> Settings:
         if not isinstance(values["spark"], dict):
             raise ConfigError(f"spark = {values['spark']!r}: [spark] must be a table of Spark "
                               "options")
-        chosen["extra_spark_conf"] = dict(values["spark"])
+        chosen["extra_spark_conf"] = {key: spark_value(key, value)
+                                      for key, value in values["spark"].items()}
     return Settings(**chosen)
+
+
+def spark_value(key: str, value) -> str:
+    """A [spark] value as the string Spark's configuration holds: TOML's true and 3 become
+    "true" and "3"; what Spark cannot read (lists, tables, dates, inf, nan) is refused."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) or isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    raise ConfigError(f"[spark] {key} = {value!r}: a Spark option must be a string, a "
+                      "finite number, or true or false")
 
 
 def with_overrides(settings: Settings, **overrides) -> Settings:

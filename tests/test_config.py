@@ -130,6 +130,27 @@ def test_config_file_sections_are_flattened(tmp_path):
     assert config.settings_from(values).extra_spark_conf == {"spark.x": "1"}
 
 
+def test_spark_options_become_the_strings_sparks_configuration_holds(tmp_path):
+    path = tmp_path / "hdp-gan.toml"
+    path.write_text('[spark]\n"spark.ui.enabled" = false\n"spark.sql.shuffle.partitions" = 4\n'
+                    '"spark.memory.fraction" = 0.5\n')
+    assert config.settings_from(config.load_file(str(path))).extra_spark_conf == {
+        "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4",
+        "spark.memory.fraction": "0.5"}
+
+
+@pytest.mark.parametrize("toml_value, shown", [
+    ("inf", "inf"), ("nan", "nan"), ("[1, 2]", "[1, 2]"), ("{ a = 1 }", "{'a': 1}"),
+    ("1979-05-27", "datetime.date(1979, 5, 27)")])
+def test_a_spark_option_spark_cannot_read_is_refused_in_one_line(tmp_path, toml_value, shown):
+    path = tmp_path / "hdp-gan.toml"
+    path.write_text(f'[spark]\n"spark.memory.fraction" = {toml_value}\n')
+    with pytest.raises(ConfigError) as refused:
+        config.settings_from(config.load_file(str(path)))
+    assert str(refused.value) == (f"[spark] spark.memory.fraction = {shown}: a Spark option "
+                                  "must be a string, a finite number, or true or false")
+
+
 def test_malformed_config_file_is_a_config_error(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("epochs = = 3")
