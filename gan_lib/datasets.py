@@ -39,6 +39,9 @@ FASHION_MNIST_FILES = {
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+DEFAULT_DATASET = "fashion-mnist"
+
+
 def raw_dir(settings: Settings, dataset: str) -> str:
     return storage.join(settings.root, "raw", validate_name(dataset, "--dataset"))
 
@@ -117,9 +120,12 @@ def _scratch(settings: Settings) -> str:
     return str(path)
 
 
-def dataset_location(settings: Settings, dataset: str, split: str) -> str:
-    return storage.join(tables.table_location(settings, "images"),
-                        f"dataset={validate_name(dataset, '--dataset')}", f"split={split}")
+def dataset_location(settings: Settings, dataset: str, split: str | None = None) -> str:
+    """Where a dataset's images are stored: its partition of the images table, or one
+    split's."""
+    location = storage.join(tables.table_location(settings, "images"),
+                            f"dataset={validate_name(dataset, '--dataset')}")
+    return storage.join(location, f"split={split}") if split else location
 
 
 def load_split(settings: Settings, dataset: str, split: str = "train",
@@ -135,6 +141,13 @@ def load_split(settings: Settings, dataset: str, split: str = "train",
     location = dataset_location(settings, dataset, split)
     store = storage.open_storage(location, settings)
     if not store.exists(location):
+        if store.exists(dataset_location(settings, dataset)):
+            change = "a higher" if split == "test" else "a lower"
+            raise StageError(
+                f"dataset {dataset!r} has no image in its {split} split: preprocessing put "
+                "none there (when the input has no train and test folders, --test-percent of "
+                f"the images go to test, chosen by content hash); preprocess it again with "
+                f"{change} --test-percent, or with train and test folders")
         raise StageError(f"dataset {dataset!r} has no {split} split at "
                          f"{location}; run hdp-gan preprocess first")
     if location.startswith("file://"):

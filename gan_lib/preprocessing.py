@@ -24,7 +24,7 @@ import stat
 from dataclasses import asdict, dataclass
 from urllib.parse import unquote, urlsplit
 
-from gan_lib import storage, tables
+from gan_lib import datasets, storage, tables
 from gan_lib.config import ConfigError, Settings, file_uri, local_file_path, validate_name
 from gan_lib.datasets import pixel_id
 from gan_lib.images import (REJECT_REASONS, DecodeSettings, ImageRejected, decode_image,
@@ -137,6 +137,20 @@ def check_root_outside_input(settings: Settings, input_uri: str, option="--input
         raise ConfigError(f"--root {settings.root} is inside {option} {input_uri}: the "
                           "job's own outputs would be read as images on the next run; put the "
                           "root outside the input folder")
+
+
+def check_not_replaced_unnamed(settings: Settings, dataset: str, input_uri: str,
+                               option: str = "--input") -> None:
+    """Images from a folder other than the dataset's raw one may not replace an existing
+    dataset the user did not name (preprocessing a dataset replaces what it held)."""
+    raw = datasets.raw_dir(settings, dataset)
+    if _within(input_uri, raw) and _within(raw, input_uri):
+        return
+    existing = datasets.dataset_location(settings, dataset)
+    if storage.open_storage(existing, settings).exists(existing):
+        raise ConfigError(f"{option} given without --dataset: the dataset {dataset!r} exists "
+                          "and its images would be replaced by these; name the dataset they "
+                          f"make with --dataset NAME (or --dataset {dataset} to replace it)")
 
 
 def absolute_input(input_uri: str, option: str = "--input") -> str:
@@ -462,7 +476,20 @@ def _decode_and_write(spark, settings, options, run, staging: str) -> dict:
     counts = _reconcile(by_status, len(listed), found["unique"], options.dataset, spark,
                         settings)
     counts["labels"] = len(names)
+    _warn_of_an_empty_split(counts["per_split"], options)
     return counts
+
+
+def _warn_of_an_empty_split(per_split: dict, options: PreprocessOptions) -> None:
+    """Training needs a train split, the classifier and the quality scores a test split: a
+    small input can leave one empty."""
+    for split, change in (("train", "a lower"), ("test", "a higher")):
+        if per_split.get(split) or (split == "test" and options.test_percent == 0):
+            continue
+        logger.warning("dataset %s has no image in its %s split (%d images, --test-percent %d):"
+                       " the stages that need one will refuse it; preprocess it again with %s "
+                       "--test-percent, or with train and test folders", options.dataset, split,
+                       sum(per_split.values()), options.test_percent, change)
 
 
 def _rejected_summary(decoded, most: int = 3) -> str:

@@ -962,6 +962,9 @@ def options_dict(options: TrainOptions) -> dict:
 
     values = asdict(options)
     values.pop("settings")
+    for hook in ("fail_at_step", "inject_nan_at_step"):  # the tests' hooks, when unused
+        if values[hook] == -1:
+            values.pop(hook)
     recipe = models.RECIPES.get(options.recipe)
     if recipe is not None:
         values["batch_size"] = options.batch_size or recipe.batch_size

@@ -26,15 +26,22 @@ logger = logging.getLogger("hdp_gan.pipeline")
 
 def build_parser():
     parser = common.new_parser("pipeline", __doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="fashion-mnist", help="dataset name")
+    parser.add_argument("--dataset", default=None,
+                        help="dataset name; name it when --data holds other images (default: "
+                             "fashion-mnist)")
     parser.add_argument("--data", default=None,
                         help="a folder of images to use instead of Fashion-MNIST")
     parser.add_argument("--image-size", type=common.positive_int, default=28,
                         help="preprocess: output size")
     parser.add_argument("--channels", type=int, default=1, help="preprocess: 1 or 3")
+    parser.add_argument("--test-percent", type=common.non_negative_int, default=None,
+                        help="preprocess: share of images put in the test split when --data "
+                             "has no train and test folders (default: preprocess's, 10)")
     parser.add_argument("--ingest-limit", type=common.positive_int, default=None,
                         help="ingest: first N images of each split only")
     parser.add_argument("--epochs", type=common.positive_int, default=2, help="train: epochs")
+    parser.add_argument("--batch-size", type=common.positive_int, default=None,
+                        help="train: global batch size (default: the recipe's)")
     parser.add_argument("--max-images", type=common.non_negative_int, default=0,
                         help="train and train-classifier: first N images only (0: all)")
     parser.add_argument("--classifier-epochs", type=common.positive_int, default=5,
@@ -77,6 +84,12 @@ def run_stage(name: str, stage_args: list[str]) -> dict:
 
 
 def run(args, settings):
+    if args.dataset is None:
+        args.dataset = datasets.DEFAULT_DATASET
+        if args.data:
+            preprocessing.check_not_replaced_unnamed(
+                settings, args.dataset, preprocessing.absolute_input(args.data, "--data"),
+                "--data")
     shared = _shared_args(args, settings)
     pipeline_id = args.run_id or new_run_id("pipeline")
     started = time.monotonic()
@@ -92,10 +105,10 @@ def run(args, settings):
         source = raw
     summaries["preprocess"] = run_stage("preprocess", shared + [
         "--dataset", args.dataset, "--input", source, "--image-size", str(args.image_size),
-        "--channels", str(args.channels)])
+        "--channels", str(args.channels)] + _given(args, "test_percent"))
     summaries["train"] = run_stage("train", shared + [
         "--dataset", args.dataset, "--epochs", str(args.epochs),
-        "--max-images", str(args.max_images)])
+        "--max-images", str(args.max_images)] + _given(args, "batch_size"))
     handle = args.classifier or default_handle(settings, args.dataset)
     if args.classifier is None and not storage.open_storage(handle, settings).exists(handle):
         summaries["train-classifier"] = run_stage("train-classifier", shared + [
@@ -113,6 +126,13 @@ def run(args, settings):
             "counts": {name: summary.get("counts", {}) for name, summary in summaries.items()},
             "outputs": {**summaries["train"]["outputs"], **summaries["label"]["outputs"],
                         **summaries.get("report", {}).get("outputs", {})}}
+
+
+def _given(args, name: str) -> list[str]:
+    """The option for a stage when given to the pipeline; else the stage's own default, or
+    its table's value in --config, applies."""
+    value = getattr(args, name)
+    return [] if value is None else [f"--{name.replace('_', '-')}", str(value)]
 
 
 def _has_report_stage() -> bool:

@@ -15,7 +15,9 @@ from jobs import common
 
 def build_parser():
     parser = common.new_parser("preprocess", __doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="fashion-mnist", help="dataset name in the tables")
+    parser.add_argument("--dataset", default=None,
+                        help="dataset name in the tables; name it when --input holds other "
+                             "images (default: fashion-mnist)")
     parser.add_argument("--input", default=None,
                         help="image folder (default: <root>/raw/<dataset>); sub-folder names "
                              "become labels, train/test folders become splits")
@@ -38,10 +40,10 @@ def build_parser():
 
 
 def options_of(args, settings) -> preprocessing.PreprocessOptions:
+    dataset = args.dataset or datasets.DEFAULT_DATASET
     return preprocessing.PreprocessOptions(
-        input_uri=preprocessing.absolute_input(args.input or datasets.raw_dir(settings,
-                                                                              args.dataset)),
-        dataset=args.dataset,
+        input_uri=preprocessing.absolute_input(args.input or datasets.raw_dir(settings, dataset)),
+        dataset=dataset,
         image_size=args.image_size, channels=args.channels, max_pixels=args.max_pixels,
         min_size=args.min_size, test_percent=args.test_percent,
         max_file_bytes=args.max_file_bytes)
@@ -55,13 +57,15 @@ def check_root_outside_input(args, settings) -> None:
 def run(args, settings):
     options = options_of(args, settings)
     preprocessing.check_before_spark(settings, options)
+    if args.dataset is None:
+        preprocessing.check_not_replaced_unnamed(settings, options.dataset, options.input_uri)
     run = StageRun("preprocess", args.run_id or new_run_id("preprocess"),
                    parameters=preprocessing.parameters(options),
                    lineage={"input": options.input_uri})
-    with common.spark_stage(settings, run, f"hdp-gan preprocess {args.dataset}") as spark:
+    with common.spark_stage(settings, run, f"hdp-gan preprocess {options.dataset}") as spark:
         run.counts = preprocessing.preprocess(spark, settings, options, run)
-        run.outputs = {"dataset": args.dataset,
-                       "train": datasets.dataset_location(settings, args.dataset, "train")}
+        run.outputs = {"dataset": options.dataset,
+                       "train": datasets.dataset_location(settings, options.dataset, "train")}
         run.record(spark, settings)
     return run.summary()
 

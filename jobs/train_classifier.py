@@ -40,8 +40,8 @@ def run(args, settings):
         if len(names) < 2:
             raise StageError(f"dataset {args.dataset!r} has {len(names)} labels; a classifier "
                              "needs at least 2 (labels come from sub-folder names)")
-        train_images, train_labels = datasets.load_split(settings, args.dataset, "train")
-        test_images, test_labels = datasets.load_split(settings, args.dataset, "test")
+        train_images, train_labels = _labelled(settings, args.dataset, "train")
+        test_images, test_labels = _labelled(settings, args.dataset, "test")
         if args.max_images:
             train_images = train_images[:args.max_images]
             train_labels = train_labels[:args.max_images]
@@ -61,6 +61,21 @@ def run(args, settings):
         stage.outputs = {"classifier": destination, "handle": published}
         stage.record(spark, settings)
     return stage.summary()
+
+
+def _labelled(settings, dataset: str, split: str):
+    """One split's images that have a label (those at the input folder's top level have
+    none): a classifier learns and is scored on labelled images only."""
+    images, labels = datasets.load_split(settings, dataset, split)
+    keep = labels >= 0
+    if not keep.any():
+        raise StageError(f"dataset {dataset!r} has no labelled image in its {split} split "
+                         f"({len(labels)} without a label); labels come from sub-folder names")
+    if not keep.all():
+        common.logger.warning("dataset %r: %d of the %d images in its %s split have no label "
+                              "(they sit at the input folder's top level); the classifier "
+                              "leaves them out", dataset, (~keep).sum(), len(labels), split)
+    return images[keep], labels[keep]
 
 
 def _publish(source: str, destination: str, settings) -> None:

@@ -108,6 +108,7 @@ def run(args, settings, given=frozenset()):
     with common.spark_stage(settings, stage, f"hdp-gan train {run_id}", training=True) as spark:
         stage.lineage["preprocess_runs"] = _preprocess_runs(spark, settings, args.dataset)
         _check_image_shape(spark, settings, args.dataset)
+        _check_one_batch(spark, settings, args)
         cluster.preflight(spark.sparkContext, settings.executors)
         stage.record_failure = True
         # only once the checks passed: a run refused for a mistyped option keeps its outputs
@@ -212,6 +213,23 @@ def _check_image_shape(spark, settings, dataset):
             raise StageError(f"dataset {dataset!r} holds {shape.width}x{shape.height} images; "
                              f"the DCGAN trains on square images of {sizes} pixels: preprocess "
                              "it again with one of them as --image-size")
+
+
+def _check_one_batch(spark, settings, args):
+    """Before the TensorFlow workers start: the train split holds one global batch."""
+    images = spark.sql(f"SELECT count(*) AS n FROM {tables.qualified(settings, 'images')} "
+                       f"WHERE dataset = {tables.sql_string(args.dataset)} "
+                       "AND split = 'train'").first().n
+    if args.max_images:
+        images = min(images, args.max_images)
+    batch = args.batch_size or models.RECIPES[args.recipe].batch_size
+    if images < batch:
+        named = (f"--batch-size {batch}" if args.batch_size
+                 else f"the {args.recipe} recipe's batch size {batch}")
+        used = f"--max-images {args.max_images} leaves" if args.max_images == images else "has"
+        raise StageError(f"dataset {args.dataset!r} {used} {images} training images, fewer "
+                         f"than one batch ({named}); give a --batch-size of at most {images} "
+                         f"that is a multiple of the {settings.executors} workers")
 
 
 def _record_metrics(spark, settings, store, run_id, run_uri):

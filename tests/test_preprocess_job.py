@@ -627,3 +627,39 @@ def test_file_uri_naming_a_host_fails_in_one_line_before_the_root_is_made(tmp_pa
     assert result.code == 2
     assert "--input file://images/shoes names the host 'images'" in result.last_error_line
     assert not (tmp_path / "root").exists()
+
+
+def _existing_dataset(root, name="fashion-mnist"):
+    """A root whose images table already holds a dataset (as a preprocess run leaves it)."""
+    split = root / "warehouse" / "hdp_gan.db" / "images" / f"dataset={name}" / "split=train"
+    split.mkdir(parents=True)
+    (split / "part-00000.parquet").write_bytes(b"kept")
+    return split
+
+
+@pytest.mark.parametrize("stage, option", [("preprocess", "--input"), ("pipeline", "--data")])
+def test_other_images_do_not_replace_an_existing_dataset_that_was_not_named(tmp_path, job,
+                                                                             stage, option):
+    _one_image_folder(tmp_path / "images" / "shoes")
+    kept = _existing_dataset(tmp_path / "root")
+    result = job(stage, "--root", tmp_path / "root", option, tmp_path / "images")
+    assert result.code == 2
+    assert result.last_error_line == (
+        f"{stage}: error: {option} given without --dataset: the dataset 'fashion-mnist' exists "
+        "and its images would be replaced by these; name the dataset they make with --dataset "
+        "NAME (or --dataset fashion-mnist to replace it)")
+    assert (kept / "part-00000.parquet").read_bytes() == b"kept"
+    assert not (tmp_path / "root" / "_local" / "metastore_db").exists()
+
+
+def test_a_datasets_own_raw_folder_may_refresh_it_without_naming_it(tmp_path):
+    from gan_lib.config import Settings
+
+    settings = Settings(root=(tmp_path / "root").as_uri())
+    _existing_dataset(tmp_path / "root")
+    raw = tmp_path / "root" / "raw" / "fashion-mnist"
+    raw.mkdir(parents=True)
+    preprocessing.check_not_replaced_unnamed(settings, "fashion-mnist", str(raw))
+    with pytest.raises(ConfigError, match="given without --dataset"):
+        preprocessing.check_not_replaced_unnamed(settings, "fashion-mnist",
+                                                 str(tmp_path / "elsewhere"))

@@ -449,6 +449,18 @@ def _pid_of_ended_process():
     return child.pid
 
 
+def test_a_runs_stored_options_leave_out_the_test_hooks_it_did_not_use(tmp_path):
+    from gan_lib.config import Settings
+
+    def stored(**hooks):
+        return training.options_dict(training.TrainOptions(
+            run_id="unit", run_uri="file:///x", dataset="unit",
+            settings=Settings(root=str(tmp_path)), **hooks))
+
+    assert not {"fail_at_step", "inject_nan_at_step"} & set(stored())
+    assert stored(fail_at_step=3)["fail_at_step"] == 3
+
+
 def test_pruning_never_deletes_the_checkpoint_latest_json_names(tmp_path):
     run_uri = storage.join(storage.local_path(str(tmp_path)).as_uri(), "runs", "unit")
     store = storage.open_storage(run_uri)

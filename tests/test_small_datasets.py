@@ -1,0 +1,92 @@
+"""A few dozen images of one's own: what a first user of a small folder meets is refused
+before the work starts, in one line that says what to change."""
+
+import pytest
+from PIL import Image
+
+from gan_lib import datasets
+
+
+def _fashion_images(count, keep=lambda image: True):
+    images, _ = datasets.load_fashion_mnist(split="test")
+    chosen = [image for image in images if keep(image)][:count]
+    assert len(chosen) == count
+    return chosen
+
+
+def _save(images, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{folder.name}-{number}.png")
+
+
+def _hashed_to_train(image) -> bool:
+    """Whether preprocessing's content hash puts this image in train at --test-percent 10."""
+    return int(datasets.pixel_id(image[..., None])[:8], 16) % 100 >= 10
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory, job):
+    """Dataset "few": train and test folders, each with two labelled sub-folders and loose
+    images without a label; dataset "notest": 24 images in label folders, every one of them
+    hashed to train. Returns (root, the notest run's result)."""
+    base = tmp_path_factory.mktemp("small")
+    images = iter(_fashion_images(36))
+    for split, per_label in (("train", 8), ("test", 4)):
+        for label in ("shoes", "shirts"):
+            _save([next(images) for _ in range(per_label)], base / "few" / split / label)
+        for number in range(2):  # at the split folder's top level: no label
+            Image.fromarray(next(images)).save(base / "few" / split / f"loose-{number}.png")
+    few = job("preprocess", "--root", base / "root", "--input", base / "few", "--dataset", "few")
+    assert few.code == 0, few.stderr[-3000:]
+
+    hashed = iter(_fashion_images(24, _hashed_to_train))
+    for label in ("shoes", "shirts"):
+        _save([next(hashed) for _ in range(12)], base / "notest" / label)
+    notest = job("preprocess", "--root", base / "root", "--input", base / "notest",
+                 "--dataset", "notest")
+    assert notest.code == 0, notest.stderr[-3000:]
+    return base / "root", notest
+
+
+def test_the_classifier_leaves_out_images_without_a_label(small_root, job):
+    root, _ = small_root
+    result = job("train-classifier", "--root", root, "--dataset", "few", "--epochs", "1",
+                 "--batch-size", "8")
+    assert result.code == 0, result.stderr[-3000:]
+    assert result.summary["counts"]["train_images"] == 16
+    assert result.summary["counts"]["test_images"] == 8
+    assert "2 of the 18 images in its train split have no label" in result.stderr
+
+
+def test_training_on_fewer_images_than_one_batch_is_refused_before_the_workers_start(
+        small_root, job):
+    root, _ = small_root
+    result = job("train", "--root", root, "--dataset", "few", "--epochs", "1")
+    assert result.code == 1
+    assert result.last_error_line == (
+        "train: failed: dataset 'few' has 18 training images, fewer than one batch (the dcgan "
+        "recipe's batch size 64); give a --batch-size of at most 18 that is a multiple of the "
+        "2 workers")
+    assert "Traceback" not in result.stderr
+    assert "a TensorFlow worker" not in result.stderr
+
+
+def test_preprocessing_warns_when_the_content_hash_left_the_test_split_empty(small_root):
+    _, notest = small_root
+    assert notest.summary["counts"]["per_split"] == {"train": 24}
+    assert ("dataset notest has no image in its test split (24 images, --test-percent 10): "
+            "the stages that need one will refuse it; preprocess it again with a higher "
+            "--test-percent, or with train and test folders") in notest.stderr
+
+
+def test_the_classifier_on_a_dataset_without_test_images_says_how_to_get_some(small_root,
+                                                                               job):
+    root, _ = small_root
+    result = job("train-classifier", "--root", root, "--dataset", "notest", "--epochs", "1")
+    assert result.code == 1
+    assert result.last_error_line == (
+        "train-classifier: failed: dataset 'notest' has no image in its test split: "
+        "preprocessing put none there (when the input has no train and test folders, "
+        "--test-percent of the images go to test, chosen by content hash); preprocess it again "
+        "with a higher --test-percent, or with train and test folders")
