@@ -27,6 +27,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -757,8 +758,8 @@ class _Loop:
         options = self.options
         epoch = row["epoch"]
         grid = visuals.image_grid(self.trainer.samples(self.fixed_noise),
-                                  columns=min(self.trainer.classes, len(self.fixed_noise))
-                                  or None)
+                                  columns=grid_columns(len(self.fixed_noise),
+                                                       self.trainer.classes))
         self.store.write_bytes(storage.join(options.run_uri, "samples", f"epoch-{epoch:04d}.png"),
                                visuals.to_png_bytes(grid))
         name = f"epoch-{epoch:04d}.npz"
@@ -819,6 +820,15 @@ def grid_noise(options: TrainOptions, classes: int) -> np.ndarray:
     if not classes:
         return noise
     return models.noise_for_classes(noise, np.arange(options.sample_count) % classes, classes)
+
+
+def grid_columns(samples: int, classes: int) -> int | None:
+    """Columns of a sample grid: with conditional networks a multiple of the class count
+    (each column then shows one class), as near a square as that allows; else None, for
+    the grid's own square layout."""
+    if not classes:
+        return None
+    return min(samples, classes * max(1, round(math.sqrt(samples) / classes)))
 
 
 def weights_checksum(trainer: GanTrainer) -> str:

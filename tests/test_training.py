@@ -461,6 +461,13 @@ def test_a_runs_stored_options_leave_out_the_test_hooks_it_did_not_use(tmp_path)
     assert stored(fail_at_step=3)["fail_at_step"] == 3
 
 
+@pytest.mark.parametrize("samples, classes, columns", [
+    (64, 10, 10), (64, 2, 8), (64, 3, 9), (6, 10, 6), (64, 0, None)])
+def test_a_conditional_sample_grid_has_columns_of_one_class_near_a_square(samples, classes,
+                                                                           columns):
+    assert training.grid_columns(samples, classes) == columns
+
+
 def test_pruning_never_deletes_the_checkpoint_latest_json_names(tmp_path):
     run_uri = storage.join(storage.local_path(str(tmp_path)).as_uri(), "runs", "unit")
     store = storage.open_storage(run_uri)
