@@ -427,9 +427,23 @@ class WebHdfsStorage(Storage):
                 time.sleep(delay)
                 delay *= 2
 
+    def _status(self, uri) -> dict | None:
+        """The path's FileStatus, or None when the namenode says it does not exist. Any other
+        answer is an error, retried when transient (HdfsCLI's ``strict=False`` would take a
+        server error for a missing path)."""
+        from hdfs.util import HdfsError
+
+        def call():
+            try:
+                return self.client.status(self._path(uri))
+            except HdfsError as error:
+                if error.exception == "FileNotFoundException":
+                    return None
+                raise
+        return self._retry("check", uri, call)
+
     def exists(self, uri):
-        return self._retry("check", uri,
-                           lambda: self.client.status(self._path(uri), strict=False)) is not None
+        return self._status(uri) is not None
 
     def list(self, uri):
         return sorted(self._retry("list", uri, lambda: self.client.list(self._path(uri))))
@@ -439,8 +453,7 @@ class WebHdfsStorage(Storage):
         return sorted((name, status["type"] == "DIRECTORY") for name, status in listed)
 
     def is_dir(self, uri):
-        status = self._retry("check", uri,
-                             lambda: self.client.status(self._path(uri), strict=False))
+        status = self._status(uri)
         return bool(status) and status["type"] == "DIRECTORY"
 
     def walk(self, uri):
@@ -461,8 +474,7 @@ class WebHdfsStorage(Storage):
         return self._retry("read", uri, read)
 
     def size(self, uri):
-        status = self._retry("check", uri,
-                             lambda: self.client.status(self._path(uri), strict=False))
+        status = self._status(uri)
         return None if status is None else status["length"]
 
     def write_bytes(self, uri, data):

@@ -64,8 +64,9 @@ def run(args, settings):
                    lineage={"input": options.input_uri})
     with common.spark_stage(settings, run, f"hdp-gan preprocess {options.dataset}") as spark:
         run.counts = preprocessing.preprocess(spark, settings, options, run)
-        run.outputs = {"dataset": options.dataset,
-                       "train": datasets.dataset_location(settings, options.dataset, "train")}
+        run.outputs = {"dataset": options.dataset} | {
+            split: datasets.dataset_location(settings, options.dataset, split)
+            for split in sorted(run.counts["per_split"])}
         run.record(spark, settings)
     return run.summary()
 

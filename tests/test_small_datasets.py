@@ -29,7 +29,7 @@ def _hashed_to_train(image) -> bool:
 def small_root(tmp_path_factory, job):
     """Dataset "few": train and test folders, each with two labelled sub-folders and loose
     images without a label; dataset "notest": 24 images in label folders, every one of them
-    hashed to train. Returns (root, the notest run's result)."""
+    hashed to train. Returns (root, the notest run's result, the few run's result)."""
     base = tmp_path_factory.mktemp("small")
     images = iter(_fashion_images(36))
     for split, per_label in (("train", 8), ("test", 4)):
@@ -46,11 +46,11 @@ def small_root(tmp_path_factory, job):
     notest = job("preprocess", "--root", base / "root", "--input", base / "notest",
                  "--dataset", "notest")
     assert notest.code == 0, notest.stderr[-3000:]
-    return base / "root", notest
+    return base / "root", notest, few
 
 
 def test_the_classifier_leaves_out_images_without_a_label(small_root, job):
-    root, _ = small_root
+    root = small_root[0]
     result = job("train-classifier", "--root", root, "--dataset", "few", "--epochs", "1",
                  "--batch-size", "8")
     assert result.code == 0, result.stderr[-3000:]
@@ -61,7 +61,7 @@ def test_the_classifier_leaves_out_images_without_a_label(small_root, job):
 
 def test_training_on_fewer_images_than_one_batch_is_refused_before_the_workers_start(
         small_root, job):
-    root, _ = small_root
+    root = small_root[0]
     result = job("train", "--root", root, "--dataset", "few", "--epochs", "1")
     assert result.code == 1
     assert result.last_error_line == (
@@ -73,7 +73,7 @@ def test_training_on_fewer_images_than_one_batch_is_refused_before_the_workers_s
 
 
 def test_preprocessing_warns_when_the_content_hash_left_the_test_split_empty(small_root):
-    _, notest = small_root
+    notest = small_root[1]
     assert notest.summary["counts"]["per_split"] == {"train": 24}
     assert ("dataset notest has no image in its test split (24 images, --test-percent 10): "
             "the stages that need one will refuse it; preprocess it again with a higher "
@@ -82,7 +82,7 @@ def test_preprocessing_warns_when_the_content_hash_left_the_test_split_empty(sma
 
 def test_the_classifier_on_a_dataset_without_test_images_says_how_to_get_some(small_root,
                                                                                job):
-    root, _ = small_root
+    root = small_root[0]
     result = job("train-classifier", "--root", root, "--dataset", "notest", "--epochs", "1")
     assert result.code == 1
     assert result.last_error_line == (
@@ -90,3 +90,12 @@ def test_the_classifier_on_a_dataset_without_test_images_says_how_to_get_some(sm
         "preprocessing put none there (when the input has no train and test folders, "
         "--test-percent of the images go to test, chosen by content hash); preprocess it again "
         "with a higher --test-percent, or with train and test folders")
+
+
+def test_preprocess_names_the_location_of_each_split_it_wrote(small_root):
+    root, notest, few = small_root
+    images = (root / "warehouse" / "hdp_gan.db" / "images").as_uri()
+    assert few.summary["outputs"] == {"dataset": "few",
+                                      "test": f"{images}/dataset=few/split=test",
+                                      "train": f"{images}/dataset=few/split=train"}
+    assert set(notest.summary["outputs"]) == {"dataset", "train"}

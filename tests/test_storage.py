@@ -212,6 +212,24 @@ def test_persistent_server_errors_fail_after_the_retries(hdfs):
     hdfs.clear_faults()
 
 
+def test_a_server_error_on_a_status_check_is_retried_not_taken_for_a_missing_path(hdfs):
+    base = hdfs.webhdfs_uri("/status-500")
+    store = storage.open_storage(base)
+    store.write_bytes(storage.join(base, "f.bin"), b"ok")
+    hdfs.inject(op="GETFILESTATUS", fail_status=500, times=2)
+    assert store.exists(base) and store.is_dir(base)
+    assert store.size(storage.join(base, "f.bin")) == 2
+    assert not store.exists(storage.join(base, "missing.bin"))
+
+
+def test_a_status_check_that_keeps_failing_is_an_error_not_a_missing_path(hdfs):
+    base = hdfs.webhdfs_uri("/status-down")
+    hdfs.inject(op="GETFILESTATUS", fail_status=500, times=10)
+    with pytest.raises(StorageError, match="cannot check"):
+        storage.open_storage(base).exists(base)
+    hdfs.clear_faults()
+
+
 def test_hdfs_uri_without_a_webhdfs_address_is_a_clear_configuration_error(monkeypatch):
     monkeypatch.delenv("HDP_GAN_WEBHDFS_URL", raising=False)
     with pytest.raises(Exception, match="webhdfs_url"):
