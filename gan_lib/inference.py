@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,26 +81,48 @@ class Classifier:
 
 
 def local_copy(handle: str, settings=None, cache_dir: str | None = None) -> str:
-    """A local folder for a remote handle, downloaded once (atomically) into the cache."""
+    """A local folder for a remote handle, downloaded once per version (atomically) into the
+    cache. The version is the folder's listing (each file's path, size and modification
+    time), so a model retrained or resumed at the same handle is fetched again; copies of
+    the handle's older versions that no process has used for an hour are removed."""
     from gan_lib import storage
     if not handle.startswith(("hdfs://", "webhdfs://")):
         return handle[len("file://"):] if handle.startswith("file://") else handle
     cache = Path(cache_dir or os.environ.get("TFHUB_CACHE_DIR")
                  or Path(tempfile.gettempdir()) / "hdp-gan-models")
-    target = cache / hashlib.sha256(handle.encode()).hexdigest()[:20]
+    store = storage.open_storage(handle, settings)
+    name = hashlib.sha256(handle.encode()).hexdigest()[:20]
+    version = hashlib.sha256(json.dumps(store.tree_status(handle)).encode()).hexdigest()[:12]
+    target = cache / f"{name}-{version}"
     if (target / "saved_model.pb").exists():
+        os.utime(target)  # in use: not an old version to remove
         return str(target)
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
     try:
-        storage.open_storage(handle, settings).download_dir(handle, staging)
+        store.download_dir(handle, staging)
         try:
             os.rename(staging, target)
         except OSError:  # another process finished the same download first
             pass
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _remove_old_versions(cache, name, keep=target)
     return str(target)
+
+
+OLD_VERSION_AGE_S = 3600
+
+
+def _remove_old_versions(cache: Path, name: str, keep: Path) -> None:
+    now = time.time()
+    for folder in cache.glob(f"{name}*"):
+        try:
+            idle = now - folder.stat().st_mtime
+        except OSError:
+            continue
+        if folder != keep and idle > OLD_VERSION_AGE_S:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def load_classifier(handle: str, settings=None) -> Classifier:

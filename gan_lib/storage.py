@@ -147,6 +147,11 @@ class Storage:
     def is_dir(self, uri: str) -> bool:
         raise NotImplementedError
 
+    def tree_status(self, uri: str) -> "list[tuple[str, int, int]]":
+        """(path below ``uri``, size, modification time in ms) of every file under the
+        folder, sorted: what changes when the folder's content is replaced."""
+        raise NotImplementedError
+
     def first_file(self, uri: str) -> str | None:
         """The URI of some file below the folder ``uri`` (searched depth first), or None."""
         found = self.files(uri, limit=1)
@@ -273,6 +278,16 @@ class LocalStorage(Storage):
 
     def is_dir(self, uri):
         return local_path(uri).is_dir()
+
+    def tree_status(self, uri):
+        base = local_path(uri)
+        found = []
+        for folder, _, names in os.walk(base):
+            for name in names:
+                stat = (Path(folder) / name).stat()
+                found.append((str((Path(folder) / name).relative_to(base)), stat.st_size,
+                              stat.st_mtime_ns // 1_000_000))
+        return sorted(found)
 
     def walk(self, uri):
         for folder, folders, names in os.walk(local_path(uri), followlinks=True):
@@ -455,6 +470,20 @@ class WebHdfsStorage(Storage):
     def is_dir(self, uri):
         status = self._status(uri)
         return bool(status) and status["type"] == "DIRECTORY"
+
+    def tree_status(self, uri):
+        found = []
+
+        def visit(path, prefix):
+            listed = self._retry("list", self._uri(path),
+                                 lambda: self.client.list(path, status=True))
+            for name, status in listed:
+                if status["type"] == "DIRECTORY":
+                    visit(posixpath.join(path, name), prefix + name + "/")
+                else:
+                    found.append((prefix + name, status["length"], status["modificationTime"]))
+        visit(self._path(uri), "")
+        return sorted(found)
 
     def walk(self, uri):
         for folder, folders, names in self.client.walk(self._path(uri), allow_dir_changes=True):

@@ -1,5 +1,9 @@
 """The storage layer on local files and on WebHDFS (HdfsCLI against the test server)."""
 
+import os
+import time
+from pathlib import Path
+
 import pytest
 
 from gan_lib import storage
@@ -228,6 +232,49 @@ def test_a_status_check_that_keeps_failing_is_an_error_not_a_missing_path(hdfs):
     with pytest.raises(StorageError, match="cannot check"):
         storage.open_storage(base).exists(base)
     hdfs.clear_faults()
+
+
+def test_a_folders_tree_status_changes_when_a_file_in_it_is_replaced(base):
+    store = storage.open_storage(base)
+    model = storage.join(base, "model")
+    store.write_bytes(storage.join(model, "saved_model.pb"), b"first")
+    store.write_bytes(storage.join(model, "variables", "v.index"), b"1")
+    before = store.tree_status(model)
+    assert [(path, size) for path, size, _ in before] == [("saved_model.pb", 5),
+                                                          ("variables/v.index", 1)]
+    time.sleep(0.01)
+    store.write_bytes(storage.join(model, "variables", "v.index"), b"2")
+    assert store.tree_status(model) != before
+
+
+def test_a_remote_model_replaced_at_the_same_handle_is_fetched_again(hdfs, tmp_path):
+    from gan_lib import inference
+
+    handle = hdfs.webhdfs_uri(f"/models/{tmp_path.name}")
+    store = storage.open_storage(handle)
+    store.write_bytes(storage.join(handle, "saved_model.pb"), b"first model")
+    first = inference.local_copy(handle, cache_dir=str(tmp_path / "cache"))
+    assert inference.local_copy(handle, cache_dir=str(tmp_path / "cache")) == first
+    time.sleep(0.01)
+    store.write_bytes(storage.join(handle, "saved_model.pb"), b"retrained model")
+    second = inference.local_copy(handle, cache_dir=str(tmp_path / "cache"))
+    assert Path(second, "saved_model.pb").read_bytes() == b"retrained model"
+    assert Path(first, "saved_model.pb").read_bytes() == b"first model"  # used within the hour
+
+
+def test_a_cached_models_older_versions_go_once_unused_for_an_hour(hdfs, tmp_path):
+    from gan_lib import inference
+
+    handle = hdfs.webhdfs_uri(f"/models/{tmp_path.name}")
+    store = storage.open_storage(handle)
+    store.write_bytes(storage.join(handle, "saved_model.pb"), b"first model")
+    first = inference.local_copy(handle, cache_dir=str(tmp_path / "cache"))
+    hour_ago = time.time() - inference.OLD_VERSION_AGE_S - 1
+    os.utime(first, (hour_ago, hour_ago))
+    time.sleep(0.01)
+    store.write_bytes(storage.join(handle, "saved_model.pb"), b"retrained model")
+    second = inference.local_copy(handle, cache_dir=str(tmp_path / "cache"))
+    assert not Path(first).exists() and Path(second).exists()
 
 
 def test_hdfs_uri_without_a_webhdfs_address_is_a_clear_configuration_error(monkeypatch):
