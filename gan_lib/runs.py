@@ -10,8 +10,11 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import secrets
+import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +55,101 @@ def staging_folder(settings: Settings, run_id: str):
                 store.delete(run, recursive=False)
         except (storage.StorageError, OSError) as error:
             logger.warning("could not remove the staging folder %s: %s", staging, error)
+
+
+LEASE_NAME = ".running"
+LEASE_HEARTBEAT_S = 15
+LEASE_STALE_S = 60
+
+
+class RunBusy(StageError):
+    """Another process is running the same run id."""
+
+
+@contextlib.contextmanager
+def run_lease(settings: Settings, run_id: str, stage: str):
+    """Hold the run id for this process while the block runs: two processes running one run
+    id at once would mix their staged files and replace each other's rows.
+
+    The lease is a file in the run's folder, created only where there is none and touched
+    every LEASE_HEARTBEAT_S seconds. One left by a process that was killed is taken over: at
+    once when that process ran on this machine and is gone, otherwise once it has not been
+    touched for LEASE_STALE_S seconds."""
+    folder = run_dir(settings, run_id)
+    uri = storage.join(folder, LEASE_NAME)
+    store = storage.open_storage(uri, settings)
+    mine = {"stage": stage, "host": socket.gethostname(), "pid": os.getpid(),
+            "since": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "token": secrets.token_hex(8)}
+    _take_lease(store, uri, run_id, mine)
+    stop = threading.Event()
+
+    def heartbeat():
+        while not stop.wait(LEASE_HEARTBEAT_S):
+            try:
+                store.touch(uri)
+            except (storage.StorageError, OSError) as error:
+                logger.warning("could not renew the hold on run %s: %s", run_id, error)
+    beat = threading.Thread(target=heartbeat, name=f"lease-{run_id}", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join(timeout=5)
+        try:
+            if _lease_holder(store, uri).get("token") == mine["token"]:
+                store.delete(uri, recursive=False)
+            if store.exists(folder) and not store.list(folder):
+                store.delete(folder, recursive=False)
+        except (storage.StorageError, OSError) as error:
+            logger.warning("could not release the hold on run %s: %s", run_id, error)
+
+
+def _take_lease(store, uri: str, run_id: str, mine: dict) -> None:
+    data = json.dumps(mine).encode()
+    if store.create_new(uri, data) or _lease_holder(store, uri).get("token") == mine["token"]:
+        return
+    holder = _lease_holder(store, uri)
+    modified = store.modified_s(uri)
+    idle = time.time() - modified if modified is not None else LEASE_STALE_S + 1
+    ended = holder.get("host") == mine["host"] and process_ended(holder.get("pid"))
+    if not (ended or idle > LEASE_STALE_S):
+        raise RunBusy(
+            f"run {run_id} is running now ({holder.get('stage', 'a stage')} on "
+            f"{holder.get('host', 'an unknown host')}, process {holder.get('pid', '?')}, since "
+            f"{holder.get('since', '?')}); wait for it to end or give another --run-id (a run "
+            f"that was killed elsewhere counts as ended {LEASE_STALE_S} s after it stopped)")
+    logger.warning("run %s: taking over from %s, which %s", run_id,
+                   f"{holder.get('stage', 'a stage')} (process {holder.get('pid', '?')} on "
+                   f"{holder.get('host', '?')})",
+                   "has ended" if ended else f"has not been heard of for {idle:.0f} s")
+    store.delete(uri, recursive=False)
+    if not store.create_new(uri, data):
+        raise RunBusy(f"run {run_id} was taken over by another process just now; wait for "
+                      "it to end or give another --run-id")
+
+
+def _lease_holder(store, uri: str) -> dict:
+    try:
+        holder = json.loads(store.read_bytes(uri))
+    except (storage.StorageError, OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def process_ended(pid) -> bool:
+    """Whether no process with this id runs on this machine (one of another user counts as
+    running)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
 
 
 def code_version() -> str:

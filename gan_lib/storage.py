@@ -147,6 +147,19 @@ class Storage:
     def is_dir(self, uri: str) -> bool:
         raise NotImplementedError
 
+    def create_new(self, uri: str, data: bytes) -> bool:
+        """Write a file only if there is none at ``uri`` (atomically, as a lock file needs);
+        False when one exists."""
+        raise NotImplementedError
+
+    def touch(self, uri: str) -> None:
+        """Set the file's modification time to now."""
+        raise NotImplementedError
+
+    def modified_s(self, uri: str) -> float | None:
+        """The file's modification time in seconds since the epoch; None when it is gone."""
+        raise NotImplementedError
+
     def tree_status(self, uri: str) -> "list[tuple[str, int, int]]":
         """(path below ``uri``, size, modification time in ms) of every file under the
         folder, sorted: what changes when the folder's content is replaced."""
@@ -278,6 +291,31 @@ class LocalStorage(Storage):
 
     def is_dir(self, uri):
         return local_path(uri).is_dir()
+
+    def create_new(self, uri, data):
+        path = local_path(uri)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as error:
+            raise StorageError(f"cannot create {path}: {error.strerror}") from error
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        return True
+
+    def touch(self, uri):
+        try:
+            os.utime(local_path(uri))
+        except OSError as error:
+            raise StorageError(f"cannot touch {local_path(uri)}: {error.strerror}") from error
+
+    def modified_s(self, uri):
+        try:
+            return local_path(uri).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def tree_status(self, uri):
         base = local_path(uri)
@@ -470,6 +508,28 @@ class WebHdfsStorage(Storage):
     def is_dir(self, uri):
         status = self._status(uri)
         return bool(status) and status["type"] == "DIRECTORY"
+
+    def create_new(self, uri, data):
+        from hdfs.util import HdfsError
+
+        def call():
+            try:
+                self.client.write(self._path(uri), data=data, overwrite=False)
+                return True
+            except HdfsError as error:
+                if error.exception == "FileAlreadyExistsException":
+                    return False
+                raise
+        return self._retry("create", uri, call)
+
+    def touch(self, uri):
+        now_ms = int(time.time() * 1000)
+        self._retry("touch", uri, lambda: self.client.set_times(self._path(uri),
+                                                                 modification_time=now_ms))
+
+    def modified_s(self, uri):
+        status = self._status(uri)
+        return None if status is None else status["modificationTime"] / 1000
 
     def tree_status(self, uri):
         found = []

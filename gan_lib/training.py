@@ -544,6 +544,8 @@ def own_temporary_folder():
 
 def remove_abandoned_node_folders(parent: str) -> list[str]:
     """Remove this user's node folders under parent whose process no longer runs."""
+    from gan_lib.runs import process_ended
+
     removed = []
     try:
         entries = list(os.scandir(parent))
@@ -558,21 +560,11 @@ def remove_abandoned_node_folders(parent: str) -> list[str]:
                 continue
         except OSError:
             continue
-        if not _process_ended(int(match.group(1))):
+        if not process_ended(int(match.group(1))):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(entry.path)
     return removed
-
-
-def _process_ended(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):
-        return False
-    return False
 
 
 class _Loop:

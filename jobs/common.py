@@ -16,7 +16,7 @@ import re
 import signal
 import sys
 
-from gan_lib import config, storage
+from gan_lib import config, runs, storage
 from gan_lib.config import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -403,27 +403,34 @@ def first_line(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def spark_stage(settings, run, app_name: str, training: bool = False, streaming: bool = False):
+def spark_stage(settings, run, app_name: str, training: bool = False, streaming: bool = False,
+                lease: bool = True):
     """A Spark session for one stage run; a failure is recorded in the runs table (when the
-    metastore is reachable) before it propagates, and the session always stops."""
+    metastore is reachable) before it propagates, and the session always stops. Unless
+    ``lease`` is False, the run id is held for this process first (runs.run_lease): a
+    second process given the same run id is refused before Spark starts."""
     from gan_lib import session
 
-    spark = session.build_session(settings, app_name, training=training, streaming=streaming)
-    try:
-        yield spark
-    except BaseException as error:
-        if isinstance(error, KeyboardInterrupt):  # Ctrl-C or SIGTERM: the call has unwound
-            with contextlib.suppress(Exception):
-                spark.sparkContext.cancelAllJobs()
+    with contextlib.ExitStack() as held:
+        if lease:
+            held.enter_context(runs.run_lease(settings, run.run_id, run.stage))
+        spark = session.build_session(settings, app_name, training=training,
+                                      streaming=streaming)
         try:
-            if run.record_failure:
-                run.record(spark, settings, status="failed", message=_failure_note(error))
-        except Exception as record_error:  # the original error matters more
-            logger.warning("could not record the failed run: %s", record_error)
-        try:
+            yield spark
+        except BaseException as error:
+            if isinstance(error, KeyboardInterrupt):  # Ctrl-C or SIGTERM: the call unwound
+                with contextlib.suppress(Exception):
+                    spark.sparkContext.cancelAllJobs()
+            try:
+                if run.record_failure:
+                    run.record(spark, settings, status="failed", message=_failure_note(error))
+            except Exception as record_error:  # the original error matters more
+                logger.warning("could not record the failed run: %s", record_error)
+            try:
+                spark.stop()
+            except Exception as stop_error:  # a JVM stopped with us (SIGTERM to the group)
+                logger.warning("could not stop Spark cleanly: %s", first_line(stop_error))
+            raise
+        else:
             spark.stop()
-        except Exception as stop_error:  # a JVM stopped with us (SIGTERM to the whole group)
-            logger.warning("could not stop Spark cleanly: %s", first_line(stop_error))
-        raise
-    else:
-        spark.stop()

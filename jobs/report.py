@@ -47,7 +47,8 @@ def run(args, settings):
     run_id = validate_name(run_id, "RUN_ID")
     settings = report.table_reader_settings(settings)
     stage = ReportRun("report", run_id, parameters=vars(args), lineage={"run": run_id})
-    with common.spark_stage(settings, stage, f"hdp-gan report {run_id}") as spark:
+    # no hold on the run id: a report only reads the run (it may be training still)
+    with common.spark_stage(settings, stage, f"hdp-gan report {run_id}", lease=False) as spark:
         related = report.related_runs(report.read_runs(spark, settings), run_id)
         stage.run_exists = True
         result = report.write_report(spark, settings, related)

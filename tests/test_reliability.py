@@ -346,6 +346,29 @@ def test_two_runs_at_once_on_one_root_and_metastore_do_not_interfere(tmp_path):
                   f"the {name} run's processes to exit")
 
 
+def test_a_second_run_of_a_run_id_that_is_running_is_refused_and_the_first_completes(
+        fashion_root, classifier_handle, job):
+    run_id = "label-twice"
+    first = _start_job("label", "--root", fashion_root, "--classifier", classifier_handle,
+                       "--split", "test", "--run-id", run_id)
+    try:
+        _wait_for(lambda: (fashion_root / "runs" / run_id / ".running").exists(), 120,
+                  "the first run to hold its run id", poll_s=0.2)
+        second = job("label", "--root", fashion_root, "--classifier", classifier_handle,
+                     "--split", "test", "--run-id", run_id)
+        output, errors = first.communicate(timeout=900)
+    finally:
+        first.kill()
+    assert second.code == 1
+    assert second.last_error_line.startswith(f"label: failed: run {run_id} is running now "
+                                             "(label on ")
+    assert first.returncode == 0, errors[-3000:]
+    labels = fashion_root / "warehouse" / "hdp_gan.db" / "labels" / f"run_id={run_id}"
+    rows = parquet.read_table(labels).to_pylist()
+    assert len(rows) == len({row["image_id"] for row in rows}) == 600
+    assert not (fashion_root / "runs" / run_id / ".running").exists()
+
+
 def _kill_driver(process, state_dir):
     """Kill a job's driver as a lost machine would: the Python process, then every JVM and
     executor started from its state folder, with no chance to clean up."""

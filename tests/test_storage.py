@@ -277,6 +277,29 @@ def test_a_cached_models_older_versions_go_once_unused_for_an_hour(hdfs, tmp_pat
     assert not Path(first).exists() and Path(second).exists()
 
 
+def test_a_file_is_created_new_only_where_there_is_none(base):
+    store = storage.open_storage(base)
+    uri = storage.join(base, "lock", "file")
+    assert store.create_new(uri, b"first")
+    assert not store.create_new(uri, b"second")
+    assert store.read_bytes(uri) == b"first"
+
+
+def test_touch_moves_a_files_modification_time_to_now(base):
+    store = storage.open_storage(base)
+    uri = storage.join(base, "touched")
+    store.write_bytes(uri, b"x")
+    path = None if base.startswith("webhdfs") else storage.local_path(uri)
+    if path:
+        os.utime(path, (time.time() - 300, time.time() - 300))
+    else:
+        store.client.set_times(store._path(uri), modification_time=int(time.time() - 300) * 1000)
+    assert time.time() - store.modified_s(uri) > 250
+    store.touch(uri)
+    assert time.time() - store.modified_s(uri) < 30
+    assert store.modified_s(storage.join(base, "missing")) is None
+
+
 def test_hdfs_uri_without_a_webhdfs_address_is_a_clear_configuration_error(monkeypatch):
     monkeypatch.delenv("HDP_GAN_WEBHDFS_URL", raising=False)
     with pytest.raises(Exception, match="webhdfs_url"):

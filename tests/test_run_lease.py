@@ -1,0 +1,88 @@
+"""One process at a time per run id: a second one is refused before it starts Spark, and a
+hold left by a killed process is taken over."""
+
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from gan_lib import runs
+from gan_lib.config import Settings
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(root=tmp_path.as_uri())
+
+
+def _lease_file(tmp_path, run_id):
+    return tmp_path / "runs" / run_id / runs.LEASE_NAME
+
+
+def _left_behind(tmp_path, run_id, host, pid, idle_s=0.0):
+    """A hold as a process that was killed leaves it, last touched idle_s ago."""
+    path = _lease_file(tmp_path, run_id)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"stage": "label", "host": host, "pid": pid,
+                                "since": "2026-12-06 08:00:00 UTC", "token": "old"}))
+    when = time.time() - idle_s
+    os.utime(path, (when, when))
+
+
+def _ended_pid():
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_second_hold_on_a_running_run_id_is_refused_naming_the_holder(settings):
+    with runs.run_lease(settings, "busy", "label"):
+        with pytest.raises(runs.RunBusy) as refused:
+            with runs.run_lease(settings, "busy", "label"):
+                pass
+    assert str(refused.value).startswith(
+        f"run busy is running now (label on {socket.gethostname()}, process {os.getpid()}, "
+        "since ")
+    assert "wait for it to end or give another --run-id" in str(refused.value)
+
+
+def test_a_released_hold_leaves_no_file_and_no_empty_run_folder(settings, tmp_path):
+    with runs.run_lease(settings, "done", "label"):
+        assert _lease_file(tmp_path, "done").exists()
+    assert not (tmp_path / "runs" / "done").exists()
+    with runs.run_lease(settings, "done", "label"):  # and the run id is free again
+        (tmp_path / "runs" / "done" / "output.txt").write_text("kept")
+    assert [p.name for p in (tmp_path / "runs" / "done").iterdir()] == ["output.txt"]
+
+
+def test_a_hold_left_by_a_killed_process_on_this_machine_is_taken_over_at_once(settings,
+                                                                              tmp_path):
+    _left_behind(tmp_path, "killed", socket.gethostname(), _ended_pid())
+    with runs.run_lease(settings, "killed", "label"):
+        assert json.loads(_lease_file(tmp_path, "killed").read_text())["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize("idle_s, taken", [(runs.LEASE_STALE_S + 5, True), (5, False)])
+def test_a_hold_from_another_machine_is_taken_over_only_once_it_went_quiet(settings, tmp_path,
+                                                                           idle_s, taken):
+    _left_behind(tmp_path, "remote", "another-host", 4242, idle_s)
+    if taken:
+        with runs.run_lease(settings, "remote", "label"):
+            pass
+    else:
+        with pytest.raises(runs.RunBusy, match=r"\(label on another-host, process 4242"):
+            with runs.run_lease(settings, "remote", "label"):
+                pass
+
+
+def test_a_held_run_id_is_touched_while_its_stage_runs(settings, tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "LEASE_HEARTBEAT_S", 0.05)
+    with runs.run_lease(settings, "beating", "label"):
+        path = _lease_file(tmp_path, "beating")
+        old = time.time() - 100
+        os.utime(path, (old, old))
+        time.sleep(0.5)
+        assert time.time() - path.stat().st_mtime < 5
