@@ -76,9 +76,9 @@ def generate_partition(partition: int, start: int, count: int, seed: int, genera
     signature, latent_dim = load_generator(generator_uri, settings)
     store = storage.open_storage(images_uri, settings)
     rng = np.random.default_rng((seed, partition))
-    noise = rng.standard_normal((count, latent_dim)).astype(np.float32)
-    for offset in range(0, count, BATCH):
-        pixels = signature(noise=tf.constant(noise[offset:offset + BATCH]))["images"].numpy()
+    for offset in range(0, count, BATCH):  # drawn batch by batch: the same numbers as at once
+        noise = rng.standard_normal((min(BATCH, count - offset), latent_dim)).astype(np.float32)
+        pixels = signature(noise=tf.constant(noise))["images"].numpy()
         for position, image in enumerate(pixels):
             index = start + offset + position
             image_id = pixel_id(image)

@@ -123,6 +123,11 @@ def _score_quality(spark, settings, args, scored, classifier, staging, run_id):
     real = labelling.score(spark, real_frame, "table", classifier.handle, settings,
                            storage.join(staging, "real"), args.top_k)
     fake_probabilities, fake_features = labelling.gather_vectors(scored)
+    if len(fake_probabilities) < 2:
+        common.logger.warning("run %s has %d labelled image; the quality scores compare sets "
+                              "of at least 2, so it gets no quality row", run_id,
+                              len(fake_probabilities))
+        return f"skipped: {len(fake_probabilities)} labelled image (at least 2 are needed)"
     real_probabilities, real_features = labelling.gather_vectors(real)
     if len(real_probabilities) < 2:
         raise StageError(f"dataset {args.dataset!r} has no test split to score against")

@@ -184,6 +184,21 @@ def test_a_generate_run_without_a_real_split_to_score_against_keeps_its_labels(
     assert len(after) == len(before)
 
 
+def test_a_generate_run_of_one_image_is_labelled_without_a_quality_row(trained,
+                                                                         classifier_handle, job):
+    root, summary = trained
+    made = job("generate", "--root", root, "--generator-run", summary["run_id"], "--count", "1",
+               "--run-id", "generate-one")
+    assert made.code == 0, made.stderr[-3000:]
+    result = job("label", "--root", root, "--generated", "generate-one", "--classifier",
+                 classifier_handle)
+    assert result.code == 0, result.stderr[-3000:]
+    assert result.summary["outputs"]["quality"] == (
+        "skipped: 1 labelled image (at least 2 are needed)")
+    assert len(_table(root, "labels", "generate-one")) == 1
+    assert not (root / "warehouse" / "hdp_gan.db" / "quality" / "run_id=generate-one").exists()
+
+
 def test_a_folder_label_run_may_not_take_a_generate_runs_id(labelled, classifier_handle, job,
                                                             tmp_path):
     root, summary = labelled
