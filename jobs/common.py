@@ -381,6 +381,8 @@ _TERMINATED = []  # set once SIGTERM arrived
 def _terminate(_signum, _frame):
     """Unwind the stage, without calling the JVM from inside the handler: that would break the
     py4j call the signal stopped (``spark_stage`` cancels the jobs once it has unwound)."""
+    if _TERMINATED:  # sent again (to the process and to its group): the stage is stopping
+        return
     _TERMINATED.append(True)
     raise Terminated()
 

@@ -11,6 +11,7 @@ pipeline chains run ids from them and ends with one JSON line of its own.
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from jobs import common
 from jobs.train_classifier import default_handle
 
 logger = logging.getLogger("hdp_gan.pipeline")
+STAGE_STOP_S = 120  # how long a stopped stage may take to record its run and stop Spark
 
 
 def build_parser():
@@ -72,8 +74,22 @@ def run_stage(name: str, stage_args: list[str]) -> dict:
     command = [sys.executable, "-m", "jobs.cli", name] + stage_args
     logger.info("stage %s: starting", name)
     started = time.monotonic()
-    process = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
+    # Its own process group: a signal to the pipeline reaches the stage once, forwarded below
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
+                               env=os.environ.copy(), process_group=0)
+    try:
+        stdout, _ = process.communicate()
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the stage stops and records it
+        process.send_signal(signal.SIGTERM if isinstance(stop, common.Terminated)
+                            else signal.SIGINT)
+        try:
+            process.communicate(timeout=STAGE_STOP_S)
+        except subprocess.TimeoutExpired:
+            logger.warning("stage %s did not stop within %d s; killing it", name, STAGE_STOP_S)
+            process.kill()
+            process.wait()
+        raise
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if process.returncode != 0 or not lines:
         raise StageError(f"stage {name} failed with exit code {process.returncode} (its error "
                          "is printed above); fix it and rerun the pipeline")

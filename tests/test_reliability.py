@@ -163,6 +163,35 @@ def test_a_signal_while_spark_works_stops_the_stage_in_one_line_and_records_it_f
     assert _processes_under(root / "_local") == []
 
 
+def test_sigterm_to_the_pipeline_stops_its_running_stage_which_records_its_run_failed(
+        tmp_path):
+    """As Oozie's or a scheduler's kill of the pipeline's process: the stage it runs gets the
+    signal once and records its run as failed (it used to be killed outright, leaving no
+    row)."""
+    folder = _fashion_folder(tmp_path / "input", 300)
+    root = tmp_path / "root"
+    process = subprocess.Popen(job_command("pipeline", "--root", root, "--data", folder,
+                                           "--dataset", "stop", "--master", "local[2]"),
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        _wait_for(lambda: any((root / "runs").glob("preprocess-*/staging")), 300,
+                  "decoding to start", poll_s=0.2)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines[-1] == "pipeline: terminated (SIGTERM)"
+    assert "preprocess: terminated (SIGTERM)" in lines
+    runs = parquet.read_table(root / "warehouse" / "hdp_gan.db" / "runs").to_pylist()
+    assert [(row["stage"], row["status"], row["message"]) for row in runs] == [
+        ("preprocess", "failed", "terminated (SIGTERM)")]
+    _wait_for(lambda: _processes_under(root / "_local") == [], 60, "Spark's processes to end")
+
+
 def test_sigterm_to_the_whole_process_group_ends_in_one_line_with_exit_143(tmp_path):
     """As `timeout`, systemd and YARN's container kill signal: the driver's JVM gets the
     signal too, so Spark cannot record the run, but the command still ends as terminated."""
