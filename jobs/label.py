@@ -63,6 +63,8 @@ def _label(spark, settings, args, stage, classifier, handle, run_id, frame_sourc
     scored = labelling.score(spark, frame, kind, handle, settings,
                              storage.join(staging, "scored"), args.top_k,
                              vectors=bool(args.generated))  # only quality scores use them
+    if args.generated:
+        _check_generated_files(spark, settings, scored, run_id)
     stage.counts = labelling.count_statuses(scored)
     if stage.counts["labelled"] == 0:  # checked before the table is touched
         raise StageError(f"no image could be labelled in {frame_source}")
@@ -76,6 +78,26 @@ def _label(spark, settings, args, stage, classifier, handle, run_id, frame_sourc
     if args.generated:
         stage.outputs["quality"] = _score_quality(spark, settings, args, scored, classifier,
                                                   staging, run_id)
+
+
+def _check_generated_files(spark, settings, scored, run_id):
+    """Before the labels are replaced: the run's folder holds exactly the images its rows in
+    the generated table name, pixel for pixel (a rerun stopped midway leaves other files)."""
+    from pyspark.sql import functions as F
+
+    rows = spark.sql(f"SELECT path, image_id FROM {tables.qualified(settings, 'generated')} "
+                     f"WHERE run_id = {tables.sql_string(run_id)}")
+    files = scored.select("path", F.col("image_id").alias("pixels_id"))
+    differ = (files.join(rows, "path", "left_anti").count(),
+              rows.join(files, "path", "left_anti").count(),
+              files.join(rows, "path").where(F.col("pixels_id") != F.col("image_id")).count())
+    if any(differ):
+        extra, missing, changed = differ
+        raise StageError(
+            f"generate run {run_id}'s images do not match its rows in the generated table "
+            f"({extra} files without a row, {missing} rows without a file, {changed} files "
+            "whose pixels differ from their row's; a rerun of it was stopped midway?): "
+            "generate it again, then label it (its labels were left as they were)")
 
 
 def _run_id(args):
