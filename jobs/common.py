@@ -341,6 +341,11 @@ def run_body(parser: ArgumentParser, body) -> int:
         if _TERMINATED:  # the JVM got the signal too (the whole process group was signalled)
             print(f"{parser.prog}: terminated (SIGTERM)", file=sys.stderr)
             return EXIT_TERMINATED
+        if METASTORE_LOST in str(error):  # the metastore's database went away mid-run
+            print(f"{parser.prog}: failed: the Hive metastore stopped answering during the "
+                  "run (Hive could not open a metastore client); check that the metastore or "
+                  "its database runs, then run the stage again", file=sys.stderr)
+            return EXIT_FAILED
         logger.exception("unexpected error")
         # a JVM error's line names its own class (py4j's Py4JJavaError says nothing more)
         kind = "" if hasattr(error, "java_exception") else f"{type(error).__name__}: "
@@ -350,6 +355,10 @@ def run_body(parser: ArgumentParser, body) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return EXIT_OK if code is None else code
+
+
+METASTORE_LOST = ("Unable to instantiate "
+                  "org.apache.hadoop.hive.ql.metadata.SessionHiveMetaStoreClient")
 
 
 def reader_gone() -> int:

@@ -298,6 +298,25 @@ def test_an_unexpected_jvm_error_ends_with_its_own_line_without_py4js_class(caps
         "generate: failed: OSError: Cannot parse file saved_model.pb")
 
 
+def test_a_metastore_lost_during_a_run_ends_in_one_line_without_a_traceback(capsys, caplog):
+    """What Spark raised when the metastore's Derby network server was killed while a
+    preprocess run wrote its tables (measured once by hand; the message is Spark's own)."""
+    from pyspark.errors import AnalysisException
+
+    from jobs import common
+
+    def body():
+        raise AnalysisException(
+            "org.apache.hadoop.hive.ql.metadata.HiveException: java.lang.RuntimeException: "
+            "Unable to instantiate org.apache.hadoop.hive.ql.metadata.SessionHiveMetaStoreClient")
+    assert common.run_body(common.new_parser("preprocess", "test"), body) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "preprocess: failed: the Hive metastore stopped answering during the run (Hive could "
+        "not open a metastore client); check that the metastore or its database runs, then run "
+        "the stage again"]
+    assert "Traceback" not in caplog.text
+
+
 def test_a_run_stopped_by_a_signal_says_so_in_its_row(monkeypatch):
     from jobs import common
 
