@@ -245,11 +245,14 @@ class Storage:
 TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 
 
-def _temporary_sibling(uri: str) -> str:
+def _temporary_sibling(uri: str, kind: str = "") -> str:
     head, name = posixpath.split(urlsplit(uri).path)
     split = urlsplit(uri)
-    temporary = posixpath.join(head, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+    temporary = posixpath.join(head, f".{name}{kind}.{uuid.uuid4().hex[:12]}.tmp")
     return urlunsplit((split.scheme, split.netloc, temporary, "", ""))
+
+
+RETIRED = ".retired"  # an old copy renamed away before its replacement is renamed in
 
 
 def remove_temporaries(store: Storage, uri: str) -> list[str]:
@@ -414,14 +417,35 @@ def _file_progress(local_dir, label: str | None) -> ProgressBar:
 
 
 def _swap_into_place(storage: Storage, staging: str, uri: str) -> None:
-    """Rename a complete staging folder over ``uri``; the old copy is removed afterwards."""
+    """Rename a complete staging folder over ``uri``; the old copy is removed afterwards.
+    A copy that an earlier swap, stopped between its two renames, left retired with nothing
+    in its place is first put back, so that the folder is never missing for long."""
+    restore_retired(storage, uri)
     retired = None
     if storage.exists(uri):
-        retired = _temporary_sibling(uri)
+        retired = _temporary_sibling(uri, RETIRED)
         storage.rename(uri, retired)
     storage.rename(staging, uri)
     if retired:
         storage.delete(retired)
+
+
+def restore_retired(storage: Storage, uri: str) -> bool:
+    """Put back the newest retired copy of ``uri`` when nothing is at ``uri``; True if one
+    was."""
+    parent, name = posixpath.split(urlsplit(uri).path.rstrip("/"))
+    parent_uri = urlunsplit((urlsplit(uri).scheme, urlsplit(uri).netloc, parent, "", ""))
+    if storage.exists(uri) or not storage.exists(parent_uri):
+        return False
+    prefix = f".{name}{RETIRED}."
+    retired = [entry for entry in storage.list(parent_uri)
+               if entry.startswith(prefix) and TEMPORARY_NAME.match(entry)]
+    if not retired:
+        return False
+    newest = max(retired, key=lambda entry: storage.modified_s(join(parent_uri, entry)) or 0)
+    storage.rename(join(parent_uri, newest), uri)
+    logger.warning("put back %s, which an interrupted replacement had moved aside", uri)
+    return True
 
 
 class WebHdfsStorage(Storage):

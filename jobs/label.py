@@ -14,7 +14,7 @@ from gan_lib import generation, inference, labelling, metrics, preprocessing, st
 from gan_lib.config import ConfigError, validate_name
 from gan_lib.runs import StageError, StageRun, new_run_id, run_dir, staging_folder
 from jobs import common
-from jobs.train_classifier import default_handle
+from jobs.train_classifier import published_handle
 
 
 def build_parser():
@@ -41,7 +41,7 @@ def build_parser():
 
 def run(args, settings):
     run_id, frame_source = _run_id(args)
-    handle = args.classifier or default_handle(settings, args.dataset)
+    handle = args.classifier or published_handle(settings, args.dataset)
     try:
         classifier = inference.check_classifier(handle, settings)
     except inference.HandleError as error:

@@ -20,7 +20,7 @@ from gan_lib import datasets, preprocessing, storage
 from gan_lib.config import ConfigError
 from gan_lib.runs import StageError, new_run_id
 from jobs import common
-from jobs.train_classifier import default_handle
+from jobs.train_classifier import published_handle
 
 logger = logging.getLogger("hdp_gan.pipeline")
 STAGE_STOP_S = 120  # how long a stopped stage may take to record its run and stop Spark
@@ -125,7 +125,7 @@ def run(args, settings):
     summaries["train"] = run_stage("train", shared + [
         "--dataset", args.dataset, "--epochs", str(args.epochs),
         "--max-images", str(args.max_images)] + _given(args, "batch_size"))
-    handle = args.classifier or default_handle(settings, args.dataset)
+    handle = args.classifier or published_handle(settings, args.dataset)
     if args.classifier is None and not storage.open_storage(handle, settings).exists(handle):
         summaries["train-classifier"] = run_stage("train-classifier", shared + [
             "--dataset", args.dataset, "--epochs", str(args.classifier_epochs)])

@@ -31,6 +31,14 @@ def default_handle(settings, dataset: str) -> str:
     return storage.join(settings.root, "models", f"{name}-classifier")
 
 
+def published_handle(settings, dataset: str) -> str:
+    """The default handle, with its classifier put back if a publish was stopped between
+    moving the old copy aside and renaming the new one in."""
+    handle = default_handle(settings, dataset)
+    storage.restore_retired(storage.open_storage(handle, settings), handle)
+    return handle
+
+
 def run(args, settings):
     run_id = validate_name(args.run_id or new_run_id("classifier"), "--run-id")
     stage = StageRun("train-classifier", run_id, parameters=vars(args),

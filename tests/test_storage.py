@@ -300,6 +300,22 @@ def test_touch_moves_a_files_modification_time_to_now(base):
     assert store.modified_s(storage.join(base, "missing")) is None
 
 
+def test_a_folder_moved_aside_by_a_stopped_replacement_is_put_back(base, tmp_path):
+    store = storage.open_storage(base)
+    model = storage.join(base, "models", "classifier")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "saved_model.pb").write_bytes(b"old model")
+    store.upload_dir(tmp_path / "old", model)
+    # what a publish killed between its two renames leaves: the old copy aside, none in place
+    store.rename(model, storage._temporary_sibling(model, storage.RETIRED))
+    assert not store.exists(model)
+
+    assert storage.restore_retired(store, model)
+    assert store.read_bytes(storage.join(model, "saved_model.pb")) == b"old model"
+    assert not storage.restore_retired(store, model)  # nothing to do when it is in place
+    assert store.list(storage.join(base, "models")) == ["classifier"]
+
+
 def test_hdfs_uri_without_a_webhdfs_address_is_a_clear_configuration_error(monkeypatch):
     monkeypatch.delenv("HDP_GAN_WEBHDFS_URL", raising=False)
     with pytest.raises(Exception, match="webhdfs_url"):
