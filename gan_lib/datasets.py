@@ -16,6 +16,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def ingest_fashion_mnist(settings: Settings, dataset: str, source_dir: str,
 
     target = raw_dir(settings, dataset)
     counts = {}
-    with tempfile.TemporaryDirectory(prefix="ingest-", dir=_scratch(settings)) as scratch:
+    with scratch_folder(settings, "ingest-") as scratch:
         for split in ("train", "test"):
             images, labels = load_fashion_mnist(source_dir, split)
             if limit_per_split:
@@ -114,10 +115,20 @@ def ingest_fashion_mnist(settings: Settings, dataset: str, source_dir: str,
     return counts
 
 
-def _scratch(settings: Settings) -> str:
-    path = settings.local_state_dir / "scratch"
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
+def scratch_folder(settings: Settings, prefix: str):
+    """A temporary local folder under the state folder's ``scratch``, removed when the block
+    ends; folders of the same kind that killed runs left there, untouched for
+    ``storage.ABANDONED_AFTER_S``, are removed first."""
+    parent = settings.local_state_dir / "scratch"
+    parent.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for folder in parent.glob(f"{prefix}*"):
+        try:
+            if now - folder.stat().st_mtime > storage.ABANDONED_AFTER_S:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=parent)
 
 
 def dataset_location(settings: Settings, dataset: str, split: str | None = None) -> str:

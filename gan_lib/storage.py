@@ -396,6 +396,7 @@ class LocalStorage(Storage):
 
     def upload_dir(self, local_dir, uri, progress=None):
         target = local_path(uri)
+        remove_abandoned_siblings(self, uri)
         staging_uri = _temporary_sibling(uri)
         staging = local_path(staging_uri)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -428,6 +429,35 @@ def _swap_into_place(storage: Storage, staging: str, uri: str) -> None:
     storage.rename(staging, uri)
     if retired:
         storage.delete(retired)
+
+
+ABANDONED_AFTER_S = 3600  # a temporary copy untouched this long belongs to no live process
+
+
+def remove_abandoned_siblings(storage: Storage, uri: str) -> list[str]:
+    """Delete the temporary copies of ``uri`` (``.<name>.<hex>.tmp`` beside it) that a killed
+    process left and nothing has touched for ABANDONED_AFTER_S; an old copy moved aside is
+    put back first when nothing is at ``uri``. Returns the URIs deleted."""
+    split = urlsplit(uri)
+    parent, name = posixpath.split(split.path.rstrip("/"))
+    parent_uri = urlunsplit((split.scheme, split.netloc, parent, "", ""))
+    if not storage.exists(parent_uri):
+        return []
+    restore_retired(storage, uri)
+    removed = []
+    now = time.time()
+    for entry in storage.list(parent_uri):
+        if not (entry.startswith(f".{name}.") and TEMPORARY_NAME.match(entry)):
+            continue
+        child = join(parent_uri, entry)
+        modified = storage.modified_s(child)
+        if modified is not None and now - modified > ABANDONED_AFTER_S:
+            storage.delete(child)
+            removed.append(child)
+    if removed:
+        logger.info("removed %d temporary copies of %s that interrupted runs left",
+                    len(removed), redact_url(uri))
+    return removed
 
 
 def restore_retired(storage: Storage, uri: str) -> bool:
@@ -618,6 +648,7 @@ class WebHdfsStorage(Storage):
                     lambda: self.client.delete(self._path(uri), recursive=recursive))
 
     def upload_dir(self, local_dir, uri, progress=None):
+        remove_abandoned_siblings(self, uri)
         staging = _temporary_sibling(uri)
         with _file_progress(local_dir, progress) as bar:
             def file_done(_path, transferred):

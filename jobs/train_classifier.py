@@ -88,9 +88,8 @@ def _labelled(settings, dataset: str, split: str):
 
 def _publish(source: str, destination: str, settings) -> None:
     """Copy the exported folder to the default handle, atomically."""
-    import tempfile
     store = storage.open_storage(source, settings)
-    with tempfile.TemporaryDirectory(prefix="publish-") as folder:
+    with datasets.scratch_folder(settings, "publish-") as folder:
         store.download_dir(source, folder)
         store.upload_dir(folder, destination)
 

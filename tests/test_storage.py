@@ -289,11 +289,7 @@ def test_touch_moves_a_files_modification_time_to_now(base):
     store = storage.open_storage(base)
     uri = storage.join(base, "touched")
     store.write_bytes(uri, b"x")
-    path = None if base.startswith("webhdfs") else storage.local_path(uri)
-    if path:
-        os.utime(path, (time.time() - 300, time.time() - 300))
-    else:
-        store.client.set_times(store._path(uri), modification_time=int(time.time() - 300) * 1000)
+    _age(store, uri, 300)
     assert time.time() - store.modified_s(uri) > 250
     store.touch(uri)
     assert time.time() - store.modified_s(uri) < 30
@@ -314,6 +310,31 @@ def test_a_folder_moved_aside_by_a_stopped_replacement_is_put_back(base, tmp_pat
     assert store.read_bytes(storage.join(model, "saved_model.pb")) == b"old model"
     assert not storage.restore_retired(store, model)  # nothing to do when it is in place
     assert store.list(storage.join(base, "models")) == ["classifier"]
+
+
+def _age(store, uri, seconds):
+    """Set a file's or folder's modification time ``seconds`` into the past."""
+    when = time.time() - seconds
+    if uri.startswith("webhdfs"):
+        store.client.set_times(store._path(uri), modification_time=int(when * 1000))
+    else:
+        os.utime(storage.local_path(uri), (when, when))
+
+
+def test_temporary_copies_that_killed_runs_left_go_once_untouched_for_an_hour(base):
+    store = storage.open_storage(base)
+    raw = storage.join(base, "raw")
+    left = {name: storage.join(raw, name) for name in (
+        ".fashion-mnist.0123456789ab.tmp", ".fashion-mnist.ba9876543210.tmp",
+        ".other.0123456789ab.tmp")}
+    for uri in left.values():
+        store.write_bytes(storage.join(uri, "train", "x.png"), b"x")
+        _age(store, uri, storage.ABANDONED_AFTER_S + 60)
+    _age(store, left[".fashion-mnist.ba9876543210.tmp"], 60)  # a live upload's, touched lately
+
+    removed = storage.remove_abandoned_siblings(store, storage.join(raw, "fashion-mnist"))
+    assert removed == [left[".fashion-mnist.0123456789ab.tmp"]]
+    assert store.list(raw) == [".fashion-mnist.ba9876543210.tmp", ".other.0123456789ab.tmp"]
 
 
 def test_hdfs_uri_without_a_webhdfs_address_is_a_clear_configuration_error(monkeypatch):
@@ -357,3 +378,22 @@ def test_spark_path_writes_a_local_file_as_spark_lists_it_and_keeps_other_scheme
 def test_local_path_refuses_uris_that_name_no_path_on_this_machine(uri):
     with pytest.raises(ConfigError):
         storage.local_path(uri)
+
+
+def test_scratch_folders_that_killed_runs_left_go_once_untouched_for_an_hour(tmp_path):
+    from gan_lib import datasets
+    from gan_lib.config import Settings
+
+    settings = Settings(root=(tmp_path / "root").as_uri(), state_dir=str(tmp_path / "state"))
+    scratch = tmp_path / "state" / "scratch"
+    old, recent, other = (scratch / "ingest-old", scratch / "ingest-recent",
+                          scratch / "publish-old")
+    for folder in (old, recent, other):
+        (folder / "train").mkdir(parents=True)
+    stale = time.time() - storage.ABANDONED_AFTER_S - 60
+    for folder in (old, other):
+        os.utime(folder, (stale, stale))
+
+    with datasets.scratch_folder(settings, "ingest-") as folder:
+        assert Path(folder).parent == scratch
+    assert not old.exists() and recent.exists() and other.exists()
