@@ -527,9 +527,9 @@ class WebHdfsStorage(Storage):
                 transient = _is_transient(error)
                 if not transient or attempt == RETRY_ATTEMPTS:
                     raise StorageError(
-                        f"cannot {what} {redact_url(uri)}: {error_line(error, 300)}") from error
+                        f"cannot {what} {redact_url(uri)}: {_describe(error)}") from error
                 logger.warning("%s %s failed (%s); retry %d of %d in %.1f s", what,
-                               redact_url(uri), error_line(error, 300), attempt,
+                               redact_url(uri), _describe(error), attempt,
                                RETRY_ATTEMPTS - 1, delay)
                 time.sleep(delay)
                 delay *= 2
@@ -671,6 +671,23 @@ class WebHdfsStorage(Storage):
 
     def _uri(self, path: str) -> str:
         return urlunsplit((self.scheme, self.netloc, path, "", ""))
+
+
+def _describe(error: Exception) -> str:
+    """One short line for a WebHDFS failure: for a connection that failed, the address and
+    the system's reason (requests' own message runs to some 300 characters, the reason
+    last)."""
+    import requests
+    if isinstance(error, (requests.ConnectionError, requests.Timeout)):
+        text = str(error)
+        address = re.search(r"host='([^']*)', port=(\d+)", text)
+        reason = (re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+                  or re.search(r"(Read timed out|Connection aborted|timed out)", text))
+        if address and reason:
+            kind = "timed out" if isinstance(error, requests.Timeout) else "failed"
+            return (f"the connection to {address.group(1)}:{address.group(2)} {kind} "
+                    f"({reason.group(1).strip()})")
+    return error_line(error, 300)
 
 
 PERMANENT_HDFS_ERRORS = {

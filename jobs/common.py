@@ -248,6 +248,10 @@ def setup_logging(level: str = "INFO") -> None:
     # tensorflowonspark logs each node's manager authentication key at INFO: keep it quiet
     for noisy in ("py4j", "tensorflow", "absl", "urllib3", "PIL", "tensorflowonspark"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # HdfsCLI logs each failed upload with its traceback; the storage layer reports every
+    # failure and retry in one line (--log-level DEBUG shows HdfsCLI's own)
+    logging.getLogger("hdfs").setLevel(logging.DEBUG if level.upper() == "DEBUG"
+                                       else logging.CRITICAL)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

@@ -397,3 +397,14 @@ def test_scratch_folders_that_killed_runs_left_go_once_untouched_for_an_hour(tmp
     with datasets.scratch_folder(settings, "ingest-") as folder:
         assert Path(folder).parent == scratch
     assert not old.exists() and recent.exists() and other.exists()
+
+
+def test_a_namenode_that_refuses_connections_is_named_with_the_systems_reason():
+    from services import free_port
+
+    port = free_port()  # nothing listens there
+    uri = f"webhdfs://127.0.0.1:{port}/gan/file.bin"
+    with pytest.raises(StorageError) as failed:
+        storage.open_storage(uri).read_bytes(uri)
+    assert str(failed.value) == (f"cannot read {uri}: the connection to 127.0.0.1:{port} "
+                                 "failed (Connection refused)")
