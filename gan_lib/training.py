@@ -34,6 +34,7 @@ import shutil
 import tempfile
 import time
 import zipfile
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -528,10 +529,12 @@ def own_temporary_folder():
     temporary file that it deletes only when the interpreter exits normally; Spark ends its
     Python workers without that, so every training node used to leave a dozen such files in
     /tmp. The folder's name carries the node's process id: a node that was killed cannot
-    remove its folder, so each node first removes those whose process has ended. The
+    remove its folder, so each node first removes those whose process has ended, and the
+    folders of TensorFlowOnSpark's managers that no process listens on any more. The
     previous setting comes back for the next task of a reused worker."""
     parent = tempfile.gettempdir()
     remove_abandoned_node_folders(parent)
+    remove_dead_manager_folders(parent)
     folder = tempfile.mkdtemp(prefix=f"{NODE_FOLDER_PREFIX}{os.getpid()}-", dir=parent)
     previous = tempfile.tempdir
     tempfile.tempdir = folder
@@ -540,6 +543,37 @@ def own_temporary_folder():
     finally:
         tempfile.tempdir = previous
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_dead_manager_folders(parent: str) -> list[str]:
+    """Remove this user's ``pymp-*`` folders under parent whose every entry is a socket that
+    no process listens on. TensorFlowOnSpark's node managers (multiprocessing managers)
+    make one per node, which multiprocessing removes only when the interpreter exits
+    normally; Spark ends its Python workers without that."""
+    import socket
+
+    removed = []
+    for folder in Path(parent).glob("pymp-*"):
+        try:
+            if folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        if not entries or not all(entry.is_socket() for entry in entries):
+            continue
+        listening = False
+        for entry in entries:
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(str(entry))
+                    listening = True
+                except OSError:
+                    pass
+        if not listening:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(str(folder))
+    return removed
 
 
 def remove_abandoned_node_folders(parent: str) -> list[str]:

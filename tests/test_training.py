@@ -442,6 +442,31 @@ def test_a_node_removes_the_temporary_folders_of_nodes_whose_process_ended(tmp_p
     assert running.exists() and unnamed.exists()
 
 
+def test_a_node_removes_manager_folders_whose_sockets_no_one_listens_on(tmp_path):
+    import socket
+
+    def listener_folder(name):
+        folder = tmp_path / name
+        folder.mkdir()
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(folder / "listener-abc"))
+        server.listen()
+        return folder, server
+
+    dead, closed = listener_folder("pymp-dead")
+    closed.close()  # as a killed node's manager leaves it: the socket file, no listener
+    live, serving = listener_folder("pymp-live")
+    other = tmp_path / "pymp-other"
+    other.mkdir()
+    (other / "notes.txt").write_text("not a manager's")
+    try:
+        removed = training.remove_dead_manager_folders(str(tmp_path))
+    finally:
+        serving.close()
+    assert removed == [str(dead)]
+    assert live.exists() and other.exists()
+
+
 def _pid_of_ended_process():
     import subprocess
     child = subprocess.Popen(["true"])
