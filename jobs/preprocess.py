@@ -8,7 +8,7 @@ Bad files never fail the job: each goes to the rejects table with its reason.
 
 import sys
 
-from gan_lib import datasets, preprocessing
+from gan_lib import datasets, models, preprocessing
 from gan_lib.runs import StageRun, new_run_id
 from jobs import common
 
@@ -57,6 +57,11 @@ def check_root_outside_input(args, settings) -> None:
 def run(args, settings):
     options = options_of(args, settings)
     preprocessing.check_before_spark(settings, options)
+    if options.image_size not in models.SUPPORTED_SIZES:
+        sizes = ", ".join(str(size) for size in sorted(models.SUPPORTED_SIZES))
+        common.logger.warning("--image-size %d: the DCGAN trains on %s pixels only; a dataset "
+                              "of this size can be labelled, not trained on",
+                              options.image_size, sizes)
     if args.dataset is None:
         preprocessing.check_not_replaced_unnamed(settings, options.dataset, options.input_uri)
     run = StageRun("preprocess", args.run_id or new_run_id("preprocess"),

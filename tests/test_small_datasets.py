@@ -99,3 +99,12 @@ def test_preprocess_names_the_location_of_each_split_it_wrote(small_root):
                                       "test": f"{images}/dataset=few/split=test",
                                       "train": f"{images}/dataset=few/split=train"}
     assert set(notest.summary["outputs"]) == {"dataset", "train"}
+
+
+def test_preprocessing_to_a_size_the_dcgan_does_not_train_on_warns_at_once(tmp_path, job):
+    _save(_fashion_images(2), tmp_path / "in" / "shoes")
+    result = job("preprocess", "--root", tmp_path / "root", "--input", tmp_path / "in",
+                 "--dataset", "odd", "--image-size", "30")
+    assert result.code == 0, result.stderr[-3000:]
+    assert ("--image-size 30: the DCGAN trains on 28, 32, 64 pixels only; a dataset of this "
+            "size can be labelled, not trained on") in result.stderr
