@@ -60,6 +60,8 @@ def staging_folder(settings: Settings, run_id: str):
 LEASE_NAME = ".running"
 LEASE_HEARTBEAT_S = 15
 LEASE_STALE_S = 60
+LEASE_WRITE_S = 5     # a holder's file still empty after this was never written whole
+LEASE_SETTLE_S = 1.0  # how long a take-over waits before it checks that it won
 
 
 class RunBusy(StageError):
@@ -108,26 +110,39 @@ def run_lease(settings: Settings, run_id: str, stage: str):
 
 def _take_lease(store, uri: str, run_id: str, mine: dict) -> None:
     data = json.dumps(mine).encode()
-    if store.create_new(uri, data) or _lease_holder(store, uri).get("token") == mine["token"]:
-        return
-    holder = _lease_holder(store, uri)
-    modified = store.modified_s(uri)
-    idle = time.time() - modified if modified is not None else LEASE_STALE_S + 1
-    ended = holder.get("host") == mine["host"] and process_ended(holder.get("pid"))
-    if not (ended or idle > LEASE_STALE_S):
-        raise RunBusy(
-            f"run {run_id} is running now ({holder.get('stage', 'a stage')} on "
-            f"{holder.get('host', 'an unknown host')}, process {holder.get('pid', '?')}, since "
-            f"{holder.get('since', '?')}); wait for it to end or give another --run-id (a run "
-            f"that was killed elsewhere counts as ended {LEASE_STALE_S} s after it stopped)")
-    logger.warning("run %s: taking over from %s, which %s", run_id,
-                   f"{holder.get('stage', 'a stage')} (process {holder.get('pid', '?')} on "
-                   f"{holder.get('host', '?')})",
-                   "has ended" if ended else f"has not been heard of for {idle:.0f} s")
-    store.delete(uri, recursive=False)
-    if not store.create_new(uri, data):
-        raise RunBusy(f"run {run_id} was taken over by another process just now; wait for "
-                      "it to end or give another --run-id")
+    try:
+        if store.create_new(uri, data) or _lease_holder(store, uri).get("token") == mine["token"]:
+            return
+        holder = _lease_holder(store, uri)
+        modified = store.modified_s(uri)
+        idle = time.time() - modified if modified is not None else LEASE_STALE_S + 1
+        ended = holder.get("host") == mine["host"] and process_ended(holder.get("pid"))
+        unreadable = not holder.get("token") and idle > LEASE_WRITE_S  # killed as it wrote
+        if not (ended or unreadable or idle > LEASE_STALE_S):
+            raise RunBusy(
+                f"run {run_id} is running now ({holder.get('stage', 'a stage')} on "
+                f"{holder.get('host', 'an unknown host')}, process {holder.get('pid', '?')}, "
+                f"since {holder.get('since', '?')}); wait for it to end or give another "
+                f"--run-id (a run that was killed elsewhere counts as ended {LEASE_STALE_S} s "
+                "after it stopped)")
+        if _lease_holder(store, uri).get("token") != holder.get("token"):
+            raise RunBusy(f"run {run_id} was taken over by another process just now; wait "
+                          "for it to end or give another --run-id")
+        logger.warning("run %s: taking over from %s (process %s on %s), which %s", run_id,
+                       holder.get("stage", "a stage"), holder.get("pid", "?"),
+                       holder.get("host", "?"), "has ended" if ended
+                       else f"has not been heard of for {idle:.0f} s")
+        store.delete(uri)
+        # Two processes may both have found the same holder gone: each makes its own, the
+        # later one's delete removing the earlier one's. Whoever's file is there after a
+        # moment holds the run id; the other steps back.
+        taken = store.create_new(uri, data)
+        time.sleep(LEASE_SETTLE_S)
+        if not taken or _lease_holder(store, uri).get("token") != mine["token"]:
+            raise RunBusy(f"run {run_id} was taken over by another process just now; wait "
+                          "for it to end or give another --run-id")
+    except (storage.StorageError, OSError) as error:
+        raise StageError(f"cannot hold run {run_id} ({uri}): {error}") from error
 
 
 def _lease_holder(store, uri: str) -> dict:

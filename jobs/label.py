@@ -90,13 +90,15 @@ def _check_generated_files(spark, settings, scored, run_id):
     files = scored.select("path", F.col("image_id").alias("pixels_id"))
     differ = (files.join(rows, "path", "left_anti").count(),
               rows.join(files, "path", "left_anti").count(),
-              files.join(rows, "path").where(F.col("pixels_id") != F.col("image_id")).count())
+              files.join(rows, "path")
+              .where(~F.col("pixels_id").eqNullSafe(F.col("image_id"))).count())
     if any(differ):
         extra, missing, changed = differ
         raise StageError(
             f"generate run {run_id}'s images do not match its rows in the generated table "
             f"({extra} files without a row, {missing} rows without a file, {changed} files "
-            "whose pixels differ from their row's; a rerun of it was stopped midway?): "
+            "that cannot be read or whose pixels differ from their row's; a rerun of it was "
+            "stopped midway?): "
             "generate it again, then label it (its labels were left as they were)")
 
 

@@ -74,20 +74,18 @@ def run_stage(name: str, stage_args: list[str]) -> dict:
     command = [sys.executable, "-m", "jobs.cli", name] + stage_args
     logger.info("stage %s: starting", name)
     started = time.monotonic()
-    # Its own process group: a signal to the pipeline reaches the stage once, forwarded below
+    # Its own process group: a signal to the pipeline reaches the stage once, forwarded
+    # below; and SIGTERM when the pipeline dies without forwarding (SIGKILL, as `timeout -s
+    # KILL` or a container's last kill sends it to the pipeline's group)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
-                               env=os.environ.copy(), process_group=0)
+                               env=os.environ.copy(), process_group=0,
+                               preexec_fn=_terminate_with_parent)
     try:
         stdout, _ = process.communicate()
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the stage stops and records it
         process.send_signal(signal.SIGTERM if isinstance(stop, common.Terminated)
                             else signal.SIGINT)
-        try:
-            process.communicate(timeout=STAGE_STOP_S)
-        except subprocess.TimeoutExpired:
-            logger.warning("stage %s did not stop within %d s; killing it", name, STAGE_STOP_S)
-            process.kill()
-            process.wait()
+        _wait_for_stage(process, name)
         raise
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if process.returncode != 0 or not lines:
@@ -100,6 +98,10 @@ def run_stage(name: str, stage_args: list[str]) -> dict:
 
 
 def run(args, settings):
+    if args.batch_size:  # before any stage: train would refuse it after preprocessing
+        from jobs.train_dcgan import check_batch_split
+        check_batch_split(args.batch_size, settings.executors,
+                          f"--batch-size {args.batch_size}")
     if args.dataset is None:
         args.dataset = datasets.DEFAULT_DATASET
         if args.data:
@@ -128,7 +130,8 @@ def run(args, settings):
     handle = args.classifier or published_handle(settings, args.dataset)
     if args.classifier is None and not storage.open_storage(handle, settings).exists(handle):
         summaries["train-classifier"] = run_stage("train-classifier", shared + [
-            "--dataset", args.dataset, "--epochs", str(args.classifier_epochs)])
+            "--dataset", args.dataset, "--epochs", str(args.classifier_epochs),
+            "--max-images", str(args.max_images)])
     summaries["generate"] = run_stage("generate", shared + [
         "--generator-run", summaries["train"]["run_id"], "--count", str(args.generate_count)])
     summaries["label"] = run_stage("label", shared + [
@@ -142,6 +145,31 @@ def run(args, settings):
             "counts": {name: summary.get("counts", {}) for name, summary in summaries.items()},
             "outputs": {**summaries["train"]["outputs"], **summaries["label"]["outputs"],
                         **summaries.get("report", {}).get("outputs", {})}}
+
+
+def _terminate_with_parent() -> None:
+    """In the stage's process, before it starts: SIGTERM when the pipeline's process dies."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _wait_for_stage(process, name: str) -> None:
+    """Wait for a stage that was told to stop; another Ctrl-C does not leave it behind."""
+    deadline = time.monotonic() + STAGE_STOP_S
+    while process.poll() is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            logger.warning("stage %s did not stop within %d s; killing it", name, STAGE_STOP_S)
+            process.kill()
+            process.wait()
+            return
+        try:
+            process.communicate(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            continue
+        except KeyboardInterrupt:
+            logger.warning("stage %s is stopping (it records its run); waiting for it", name)
 
 
 def _given(args, name: str) -> list[str]:

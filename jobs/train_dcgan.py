@@ -88,9 +88,6 @@ def run(args, settings, given=frozenset()):
         _take_run_options(args, given, run_options, run_id)
         _check_more_epochs(args, progress["epoch"], run_id)
     _check_batch_split(args, settings.executors)
-    if args.resume:
-        for leftover in storage.remove_temporaries(store, run_uri):
-            common.logger.info("removed %s, left by the interrupted run", redact_url(leftover))
     options = training.TrainOptions(
         run_id=run_id, run_uri=run_uri, dataset=validate_name(args.dataset, "--dataset"),
         settings=settings, recipe=args.recipe, epochs=args.epochs,
@@ -106,6 +103,10 @@ def run(args, settings, given=frozenset()):
     stage = StageRun("train", run_id, parameters=training.options_dict(options),
                      lineage={"dataset": args.dataset}, record_failure=False)
     with common.spark_stage(settings, stage, f"hdp-gan train {run_id}", training=True) as spark:
+        if args.resume:  # only now that this process holds the run id: none other writes
+            for leftover in storage.remove_temporaries(store, run_uri):
+                common.logger.info("removed %s, left by the interrupted run",
+                                   redact_url(leftover))
         stage.lineage["preprocess_runs"] = _preprocess_runs(spark, settings, args.dataset)
         _check_image_shape(spark, settings, args.dataset)
         _check_one_batch(spark, settings, args)
@@ -173,12 +174,15 @@ def _check_more_epochs(args, trained_epochs, run_id) -> None:
 
 
 def _check_batch_split(args, workers) -> None:
-    """Each worker takes an equal share of every global batch."""
     batch = args.batch_size or models.RECIPES[args.recipe].batch_size
+    check_batch_split(batch, workers, f"--batch-size {batch}" if args.batch_size
+                      else f"the {args.recipe} recipe's batch size {batch}")
+
+
+def check_batch_split(batch: int, workers: int, named: str) -> None:
+    """Each worker takes an equal share of every global batch."""
     if batch % workers == 0:
         return
-    named = (f"--batch-size {batch}" if args.batch_size
-             else f"the {args.recipe} recipe's batch size {batch}")
     lower = batch // workers * workers or workers
     raise ConfigError(f"{named} is not a multiple of the {workers} workers (--executors): each "
                       f"worker takes an equal share of every batch; use {lower}, "
@@ -227,9 +231,12 @@ def _check_one_batch(spark, settings, args):
         named = (f"--batch-size {batch}" if args.batch_size
                  else f"the {args.recipe} recipe's batch size {batch}")
         used = f"--max-images {args.max_images} leaves" if args.max_images == images else "has"
+        workers = settings.executors
+        advice = (f"give a --batch-size of at most {images} that is a multiple of the "
+                  f"{workers} workers" if images >= workers else
+                  f"each of the {workers} workers needs at least one image of every batch")
         raise StageError(f"dataset {args.dataset!r} {used} {images} training images, fewer "
-                         f"than one batch ({named}); give a --batch-size of at most {images} "
-                         f"that is a multiple of the {settings.executors} workers")
+                         f"than one batch ({named}); {advice}")
 
 
 def _record_metrics(spark, settings, store, run_id, run_uri):

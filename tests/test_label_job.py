@@ -202,23 +202,24 @@ def test_a_generate_run_of_one_image_is_labelled_without_a_quality_row(trained,
 def test_a_generate_runs_folder_that_no_longer_matches_its_rows_is_refused(trained,
                                                                             classifier_handle,
                                                                             job):
-    """As a rerun of the generate run, killed midway, leaves it: some files redrawn, some
-    beyond the rows."""
+    """As a rerun of the generate run, killed midway, leaves it: some files redrawn, one cut
+    short, some beyond the rows."""
     root, summary = trained
     made = job("generate", "--root", root, "--generator-run", summary["run_id"], "--count", "6",
                "--run-id", "generate-stopped")
     assert made.code == 0, made.stderr[-3000:]
     images = root / "runs" / "generate-stopped" / "images"
     Image.new("L", (28, 28), 7).save(images / "0000002.png")
+    (images / "0000003.png").write_bytes((images / "0000003.png").read_bytes()[:100])
     Image.new("L", (28, 28), 9).save(images / "0000006.png")
     result = job("label", "--root", root, "--generated", "generate-stopped", "--classifier",
                  classifier_handle)
     assert result.code == 1
     assert result.last_error_line == (
         "label: failed: generate run generate-stopped's images do not match its rows in the "
-        "generated table (1 files without a row, 0 rows without a file, 1 files whose pixels "
-        "differ from their row's; a rerun of it was stopped midway?): generate it again, then "
-        "label it (its labels were left as they were)")
+        "generated table (1 files without a row, 0 rows without a file, 2 files that cannot "
+        "be read or whose pixels differ from their row's; a rerun of it was stopped midway?): "
+        "generate it again, then label it (its labels were left as they were)")
     assert _table(root, "labels", "generate-stopped") == []
 
 

@@ -192,6 +192,63 @@ def test_sigterm_to_the_pipeline_stops_its_running_stage_which_records_its_run_f
     _wait_for(lambda: _processes_under(root / "_local") == [], 60, "Spark's processes to end")
 
 
+def _start_pipeline_until_decoding(tmp_path):
+    folder = _fashion_folder(tmp_path / "input", 300)
+    root = tmp_path / "root"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import signal, sys\n"  # Ctrl-C handled, as in a terminal
+         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+         "from jobs.cli import main; sys.exit(main(sys.argv[1:]))",
+         *job_command("pipeline", "--root", root, "--data", folder, "--dataset", "stop",
+                      "--master", "local[2]")[3:]],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: any((root / "runs").glob("preprocess-*/staging")), 300,
+              "decoding to start", poll_s=0.2)
+    return process, root
+
+
+def _stage_rows(root):
+    runs = root / "warehouse" / "hdp_gan.db" / "runs"
+    if not runs.exists():
+        return []
+    return [(row["stage"], row["status"], row["message"])
+            for row in parquet.read_table(runs).to_pylist()]
+
+
+def _stage_processes(root):
+    return [line for line in _processes_under(root) if "jobs.cli preprocess" in line]
+
+
+def test_a_pipeline_killed_outright_still_has_its_stage_stop_and_record_its_run(tmp_path):
+    process, root = _start_pipeline_until_decoding(tmp_path)
+    try:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        _wait_for(lambda: _stage_rows(root), 180, "the stage to record its run")
+        _wait_for(lambda: not _stage_processes(root), 60, "the stage to end")
+    finally:
+        subprocess.run(["pkill", "-9", "-f", str(root)], check=False)
+    assert _stage_rows(root) == [("preprocess", "failed", "terminated (SIGTERM)")]
+
+
+def test_a_second_ctrl_c_to_the_pipeline_does_not_leave_its_stage_running(tmp_path):
+    process, root = _start_pipeline_until_decoding(tmp_path)
+    try:
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines[-1] == "pipeline: interrupted"  # it waited: the stage's own line came first
+    assert "preprocess: interrupted" in lines[:-1]
+    assert not _stage_processes(root)
+    assert _stage_rows(root) == [("preprocess", "failed", "interrupted (Ctrl-C)")]
+
+
 def test_sigterm_to_the_whole_process_group_ends_in_one_line_with_exit_143(tmp_path):
     """As `timeout`, systemd and YARN's container kill signal: the driver's JVM gets the
     signal too, so Spark cannot record the run, but the command still ends as terminated."""

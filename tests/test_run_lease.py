@@ -86,3 +86,35 @@ def test_a_held_run_id_is_touched_while_its_stage_runs(settings, tmp_path, monke
         os.utime(path, (old, old))
         time.sleep(0.5)
         assert time.time() - path.stat().st_mtime < 5
+
+
+def test_a_hold_killed_while_it_was_written_is_taken_over_once_it_stayed_empty(settings,
+                                                                               tmp_path):
+    path = _lease_file(tmp_path, "half")
+    path.parent.mkdir(parents=True)
+    path.write_text("")
+    when = time.time() - runs.LEASE_WRITE_S - 1
+    os.utime(path, (when, when))
+    with runs.run_lease(settings, "half", "label"):
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+
+
+def test_a_take_over_that_another_process_overtook_steps_back(settings, tmp_path,
+                                                              monkeypatch):
+    """Two processes found the same ended holder: the later one's delete removed the earlier
+    one's new file and made its own. The earlier one must see that and not run."""
+    from gan_lib import storage
+
+    _left_behind(tmp_path, "race", socket.gethostname(), _ended_pid())
+    create_new = storage.LocalStorage.create_new
+
+    def overtaken(self, uri, data):
+        made = create_new(self, uri, data)
+        if made:  # the other process deletes this file and makes its own
+            storage.local_path(uri).write_text(json.dumps({"token": "the other's"}))
+        return made
+    monkeypatch.setattr(storage.LocalStorage, "create_new", overtaken)
+    monkeypatch.setattr(runs, "LEASE_SETTLE_S", 0.01)
+    with pytest.raises(runs.RunBusy, match="was taken over by another process just now"):
+        with runs.run_lease(settings, "race", "label"):
+            pass

@@ -108,3 +108,30 @@ def test_preprocessing_to_a_size_the_dcgan_does_not_train_on_warns_at_once(tmp_p
     assert result.code == 0, result.stderr[-3000:]
     assert ("--image-size 30: the DCGAN trains on 28, 32, 64 pixels only; a dataset of this "
             "size can be labelled, not trained on") in result.stderr
+
+
+def test_pipeline_passes_max_images_to_both_trainings_and_checks_the_batch_first(tmp_path,
+                                                                                 monkeypatch):
+    from gan_lib.config import ConfigError, Settings
+    from jobs import pipeline
+
+    ran = {}
+
+    def stage(name, arguments):
+        ran[name] = arguments
+        return {"run_id": f"{name}-1", "outputs": {}, "counts": {}}
+    monkeypatch.setattr(pipeline, "run_stage", stage)
+    monkeypatch.setattr(pipeline, "_has_report_stage", lambda: False)
+    (tmp_path / "raw" / "fashion-mnist").mkdir(parents=True)
+    settings = Settings(root=tmp_path.as_uri())
+    args = pipeline.build_parser().parse_args(["--max-images", "6", "--batch-size", "4"])
+    pipeline.run(args, settings)
+    for name in ("train", "train-classifier"):
+        at = ran[name].index("--max-images")
+        assert ran[name][at:at + 2] == ["--max-images", "6"], name
+
+    ran.clear()
+    odd = pipeline.build_parser().parse_args(["--batch-size", "7"])
+    with pytest.raises(ConfigError, match="--batch-size 7 is not a multiple of the 2 workers"):
+        pipeline.run(odd, settings)
+    assert ran == {}

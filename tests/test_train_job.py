@@ -212,6 +212,25 @@ def test_a_run_id_trained_afresh_but_refused_by_a_check_keeps_its_earlier_output
     assert "train-afresh-refused" not in {row["run_id"] for row in recorded}
 
 
+def test_a_resume_of_a_run_that_trains_now_is_refused_and_touches_none_of_its_files(trained,
+                                                                                    job):
+    from gan_lib import runs
+
+    root, summary = trained
+    run_id = summary["run_id"]
+    in_flight = root / "runs" / run_id / "checkpoints" / ".epoch-0099.npz.0123456789ab.tmp"
+    in_flight.write_bytes(b"a checkpoint being written")
+    try:
+        with runs.run_lease(Settings(root=root.as_uri()), run_id, "train"):
+            result = job("train", "--root", root, "--resume", run_id, "--epochs", "99",
+                         *TRAIN_ARGS)
+        assert result.code == 1
+        assert f"failed: run {run_id} is running now (train on " in result.last_error_line
+        assert in_flight.exists()
+    finally:
+        in_flight.unlink(missing_ok=True)
+
+
 def test_resume_without_more_epochs_than_the_run_trained_is_refused(trained, job):
     root, summary = trained
     _, epochs = _copy_run(root, summary["run_id"], "train-resume-no-epochs")
