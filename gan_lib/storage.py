@@ -418,10 +418,10 @@ def _file_progress(local_dir, label: str | None) -> ProgressBar:
 
 
 def _swap_into_place(storage: Storage, staging: str, uri: str) -> None:
-    """Rename a complete staging folder over ``uri``; the old copy is removed afterwards.
-    A copy that an earlier swap, stopped between its two renames, left retired with nothing
-    in its place is first put back, so that the folder is never missing for long."""
-    restore_retired(storage, uri)
+    """Rename a complete staging folder over ``uri``; the old copy is moved aside under a
+    retired name and removed afterwards (``restore_retired`` puts it back when a swap stopped
+    between its two renames; the uploads call it, through ``remove_abandoned_siblings``,
+    before they start)."""
     retired = None
     if storage.exists(uri):
         retired = _temporary_sibling(uri, RETIRED)
@@ -438,9 +438,7 @@ def remove_abandoned_siblings(storage: Storage, uri: str) -> list[str]:
     """Delete the temporary copies of ``uri`` (``.<name>.<hex>.tmp`` beside it) that a killed
     process left and nothing has touched for ABANDONED_AFTER_S; an old copy moved aside is
     put back first when nothing is at ``uri``. Returns the URIs deleted."""
-    split = urlsplit(uri)
-    parent, name = posixpath.split(split.path.rstrip("/"))
-    parent_uri = urlunsplit((split.scheme, split.netloc, parent, "", ""))
+    parent_uri, name = _parent_and_name(uri)
     if not storage.exists(parent_uri):
         return []
     restore_retired(storage, uri)
@@ -460,11 +458,16 @@ def remove_abandoned_siblings(storage: Storage, uri: str) -> list[str]:
     return removed
 
 
+def _parent_and_name(uri: str) -> tuple[str, str]:
+    split = urlsplit(uri)
+    parent, name = posixpath.split(split.path.rstrip("/"))
+    return urlunsplit((split.scheme, split.netloc, parent, "", "")), name
+
+
 def restore_retired(storage: Storage, uri: str) -> bool:
     """Put back the newest retired copy of ``uri`` when nothing is at ``uri``; True if one
     was."""
-    parent, name = posixpath.split(urlsplit(uri).path.rstrip("/"))
-    parent_uri = urlunsplit((urlsplit(uri).scheme, urlsplit(uri).netloc, parent, "", ""))
+    parent_uri, name = _parent_and_name(uri)
     if storage.exists(uri) or not storage.exists(parent_uri):
         return False
     prefix = f".{name}{RETIRED}."

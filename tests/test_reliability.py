@@ -168,15 +168,8 @@ def test_sigterm_to_the_pipeline_stops_its_running_stage_which_records_its_run_f
     """As Oozie's or a scheduler's kill of the pipeline's process: the stage it runs gets the
     signal once and records its run as failed (it used to be killed outright, leaving no
     row)."""
-    folder = _fashion_folder(tmp_path / "input", 300)
-    root = tmp_path / "root"
-    process = subprocess.Popen(job_command("pipeline", "--root", root, "--data", folder,
-                                           "--dataset", "stop", "--master", "local[2]"),
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process, root = _start_pipeline_until_decoding(tmp_path)
     try:
-        _wait_for(lambda: any((root / "runs").glob("preprocess-*/staging")), 300,
-                  "decoding to start", poll_s=0.2)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=300)
     finally:
