@@ -46,6 +46,10 @@ def staging_folder(settings: Settings, run_id: str):
     run = run_dir(settings, run_id)
     staging = storage.join(run, "staging")
     try:
+        remove_abandoned_stagings(settings, keep=run_id)
+    except (storage.StorageError, OSError) as error:
+        logger.warning("could not look for staging folders that stopped runs left: %s", error)
+    try:
         yield staging
     finally:
         try:
@@ -55,6 +59,39 @@ def staging_folder(settings: Settings, run_id: str):
                 store.delete(run, recursive=False)
         except (storage.StorageError, OSError) as error:
             logger.warning("could not remove the staging folder %s: %s", staging, error)
+
+
+def remove_abandoned_stagings(settings: Settings, keep: str) -> list[str]:
+    """Delete the staging folders that runs stopped by a signal or killed left behind (their
+    Spark tasks may still have been writing when the cleanup ran, and a rerun takes a new run
+    id). A staging folder is abandoned when its run holds no lease renewed within
+    ``storage.ABANDONED_AFTER_S`` and the folder itself was not changed within it either: a
+    live run renews its lease every LEASE_HEARTBEAT_S. Returns the URIs deleted."""
+    runs_uri = storage.join(settings.root, "runs")
+    store = storage.open_storage(runs_uri, settings)
+    if not store.exists(runs_uri):
+        return []
+    now = time.time()
+
+    def idle(uri):
+        modified = store.modified_s(uri)
+        return modified is None or now - modified > storage.ABANDONED_AFTER_S
+
+    removed = []
+    for name, is_folder in store.entries(runs_uri):
+        if not is_folder or name == keep:
+            continue
+        staging = storage.join(runs_uri, name, "staging")
+        if store.exists(staging) and idle(staging) and idle(
+                storage.join(runs_uri, name, LEASE_NAME)):
+            store.delete(staging)
+            removed.append(staging)
+            if not store.list(storage.join(runs_uri, name)):
+                store.delete(storage.join(runs_uri, name), recursive=False)
+    if removed:
+        logger.info("removed %d staging folders that stopped runs left: %s", len(removed),
+                    ", ".join(storage.redact_url(uri) for uri in removed))
+    return removed
 
 
 LEASE_NAME = ".running"

@@ -118,3 +118,30 @@ def test_a_take_over_that_another_process_overtook_steps_back(settings, tmp_path
     with pytest.raises(runs.RunBusy, match="was taken over by another process just now"):
         with runs.run_lease(settings, "race", "label"):
             pass
+
+
+def _aged(path, seconds):
+    when = time.time() - seconds
+    os.utime(path, (when, when))
+
+
+def test_staging_folders_that_stopped_runs_left_are_removed_by_the_next_staging_run(
+        settings, tmp_path):
+    long_ago = runs.storage.ABANDONED_AFTER_S + 60
+    _left_behind(tmp_path, "killed-stale-lease", socket.gethostname(), 1, idle_s=long_ago)
+    _left_behind(tmp_path, "running-now", socket.gethostname(), os.getpid(), idle_s=5)
+    stagings = {}
+    for run_id in ("killed-no-lease", "killed-stale-lease", "running-now", "just-stopped"):
+        staging = tmp_path / "runs" / run_id / "staging"
+        (staging / "decoded").mkdir(parents=True)
+        (staging / "decoded" / "part-0.parquet").write_bytes(b"rows")
+        _aged(staging, 60 if run_id == "just-stopped" else long_ago)
+        stagings[run_id] = staging
+
+    with runs.staging_folder(settings, "label-new"):
+        pass
+
+    assert not (tmp_path / "runs" / "killed-no-lease").exists()
+    assert not stagings["killed-stale-lease"].exists()
+    assert _lease_file(tmp_path, "killed-stale-lease").exists()  # the run's own to take over
+    assert stagings["running-now"].exists() and stagings["just-stopped"].exists()
