@@ -436,6 +436,9 @@ def spark_stage(settings, run, app_name: str, training: bool = False, streaming:
         except BaseException as error:
             if isinstance(error, KeyboardInterrupt):  # Ctrl-C or SIGTERM: the call unwound
                 with contextlib.suppress(Exception):
+                    # a stop asked for: not Spark's stack of the aborted write and its
+                    # warnings of each task killed, only the stage's own last line
+                    spark.sparkContext.setLogLevel("FATAL")
                     spark.sparkContext.cancelAllJobs()
             try:
                 if run.record_failure:

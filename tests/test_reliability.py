@@ -148,8 +148,8 @@ def test_a_signal_while_spark_works_stops_the_stage_in_one_line_and_records_it_f
     root = tmp_path / "root"
     process = _start_job("preprocess", "--root", root, "--input", folder, "--dataset", "stop")
     try:
-        _wait_for(lambda: any((root / "runs").glob("preprocess-*/staging")), 300,
-                  "decoding to start", poll_s=0.2)
+        _wait_for(lambda: _python_workers(root / "_local"), 300, "decoding to start",
+                  poll_s=0.2)  # an executor started its Python worker for a task
         process.send_signal(stop)  # the driver is in the middle of a call to the JVM
         _, stderr = process.communicate(timeout=180)
     finally:
@@ -158,6 +158,8 @@ def test_a_signal_while_spark_works_stops_the_stage_in_one_line_and_records_it_f
     assert process.returncode == code, stderr[-3000:]
     assert [line for line in stderr.splitlines() if line.strip()][-1] == last_line
     assert "Traceback" not in stderr
+    # nor Spark's stack of the aborted write, nor its warning for each task killed
+    assert "Aborting job" not in stderr and "TaskKilled" not in stderr, stderr[-3000:]
     runs = parquet.read_table(root / "warehouse" / "hdp_gan.db" / "runs").to_pylist()
     assert [row["status"] for row in runs] == ["failed"]
     assert _processes_under(root / "_local") == []
@@ -481,6 +483,15 @@ def _processes_under(state_dir):
                              text=True).stdout
     return [line for line in listing.splitlines()
             if str(state_dir) in line and "ps -ww" not in line]
+
+
+def _python_workers(state_dir):
+    """PIDs of the Python workers (pyspark.daemon) that this state folder's executors run."""
+    executors = set(_executor_pids(state_dir))
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,args"], capture_output=True,
+                             text=True).stdout
+    return [int(line.split()[0]) for line in listing.splitlines()[1:]
+            if "pyspark.daemon" in line and int(line.split()[1]) in executors]
 
 
 def _hidden_leftovers(folder):
