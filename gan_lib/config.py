@@ -155,7 +155,14 @@ def error_line(error: BaseException, limit: int = 600, innermost: bool = False) 
     if python:  # a Python task failed: Spark's first line ends with "Traceback (...):"
         return mask_secrets(python[:limit])
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return mask_secrets(lines[0][:limit]) if lines else type(error).__name__
+    if not lines:
+        return type(error).__name__
+    first = lines[0]
+    if first.endswith("Details:"):  # Spark's failed read of a file: the reason is its cause
+        cause = next((line for line in lines if line.startswith("Caused by: ")), None)
+        if cause:
+            first = f"{first} {cause[len('Caused by: '):]}"
+    return mask_secrets(first[:limit])
 
 
 # The last line of a Python traceback: a class of a module, named with its module's path

@@ -284,6 +284,32 @@ def test_a_jvm_failure_ends_with_the_java_message_and_says_when_memory_ran_out()
                          "--executor-memory-mb)")
 
 
+def test_a_failed_read_of_a_file_ends_with_the_file_and_the_reason_from_the_cause():
+    """Spark's message for a file it could not read ends in "Details:"; the reason is on
+    its cause's line below (text as Spark 3.5 gave it for a damaged Parquet file)."""
+    from jobs import common
+
+    path = "file:///data/images/part-00000-c000.parquet"
+
+    class JavaException:
+        def toString(self):
+            return ("org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 "
+                    "in stage 2.0 failed 1 times, most recent failure: Lost task 0.0 in stage "
+                    "2.0 (TID 2) (localhost executor driver): org.apache.spark.SparkException: "
+                    f"Encountered error while reading file {path}. Details: \n"
+                    "\tat org.apache.spark.sql.errors.QueryExecutionErrors$."
+                    "cannotReadFilesError(QueryExecutionErrors.scala:863)\n"
+                    "Caused by: org.apache.hadoop.fs.ChecksumException: Checksum error: "
+                    f"{path} at 1600000 exp: 919771706 got: -1115962465\n"
+                    "\tat org.apache.hadoop.fs.FSInputChecker.verifySums(FSInputChecker.java:347)")
+
+    error = Exception("An error occurred while calling o120.parquet.")
+    error.java_exception = JavaException()
+    line = common.first_line(error)
+    assert f"Encountered error while reading file {path}. Details: " \
+           "org.apache.hadoop.fs.ChecksumException: Checksum error:" in line
+
+
 def _recorded_failure(monkeypatch, error) -> list:
     """(status, message) of the run rows a stage records when ``error`` ends it."""
     from gan_lib import session
