@@ -15,6 +15,7 @@ warning on standard error.
 
 import argparse
 import dataclasses
+import functools
 import importlib
 import json
 import os
@@ -92,9 +93,8 @@ def _meanings(shared: dict, stages: dict, settings: config.Settings) -> dict:
                                                f"{recipe.learning_rate:g}")
     helps = {(None, action.dest): action.help for action in build_parser()._actions}
     for stage in stages:
-        module = importlib.import_module(f"jobs.{cli.SUBCOMMANDS[stage][0]}")
         helps.update({(stage, action.dest): action.help
-                      for action in module.build_parser()._actions})
+                      for action in _stage_parser(stage)._actions})
     unset = [((None, key), value) for key, (value, _) in shared.items()]
     unset += [((stage, key), value) for stage, options in stages.items()
               for key, (value, _) in options.items()]
@@ -108,10 +108,14 @@ def _meanings(shared: dict, stages: dict, settings: config.Settings) -> dict:
     return means
 
 
+@functools.lru_cache(maxsize=None)
+def _stage_parser(stage: str) -> argparse.ArgumentParser:
+    return importlib.import_module(f"jobs.{cli.SUBCOMMANDS[stage][0]}").build_parser()
+
+
 def _stage_values(stage: str, file_values: dict) -> dict:
     """A stage's options: the file's value where it sets one, else the stage's default."""
-    module = importlib.import_module(f"jobs.{cli.SUBCOMMANDS[stage][0]}")
-    actions = [action for action in module.build_parser()._actions if action.option_strings
+    actions = [action for action in _stage_parser(stage)._actions if action.option_strings
                and action.dest not in NOT_STAGE_OPTIONS]
     options = {action.dest: action for action in actions if action.help != argparse.SUPPRESS}
     hidden = {action.dest: action for action in actions if action.help == argparse.SUPPRESS}
