@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gan_lib import storage, __version__
-from gan_lib.config import Settings, mask_secrets, validate_name
+from gan_lib.config import ConfigError, Settings, mask_secrets, validate_name
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def remove_abandoned_stagings(settings: Settings, keep: str) -> list[str]:
 
     removed = []
     for name, is_folder in store.entries(runs_uri):
-        if not is_folder or name == keep:
+        if not is_folder or name == keep or not _is_run_id(name):  # not a run's folder
             continue
         staging = storage.join(runs_uri, name, "staging")
         if store.exists(staging) and idle(staging) and idle(
@@ -92,6 +92,14 @@ def remove_abandoned_stagings(settings: Settings, keep: str) -> list[str]:
         logger.info("removed %d staging folders that stopped runs left: %s", len(removed),
                     ", ".join(storage.redact_url(uri) for uri in removed))
     return removed
+
+
+def _is_run_id(name: str) -> bool:
+    try:
+        validate_name(name, "run id")
+    except ConfigError:
+        return False
+    return True
 
 
 LEASE_NAME = ".running"

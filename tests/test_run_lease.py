@@ -131,7 +131,8 @@ def test_staging_folders_that_stopped_runs_left_are_removed_by_the_next_staging_
     _left_behind(tmp_path, "killed-stale-lease", socket.gethostname(), 1, idle_s=long_ago)
     _left_behind(tmp_path, "running-now", socket.gethostname(), os.getpid(), idle_s=5)
     stagings = {}
-    for run_id in ("killed-no-lease", "killed-stale-lease", "running-now", "just-stopped"):
+    for run_id in ("killed-no-lease", "killed-stale-lease", "running-now", "just-stopped",
+                   "my notes", ".backup"):  # the last two cannot be run ids
         staging = tmp_path / "runs" / run_id / "staging"
         (staging / "decoded").mkdir(parents=True)
         (staging / "decoded" / "part-0.parquet").write_bytes(b"rows")
@@ -145,3 +146,4 @@ def test_staging_folders_that_stopped_runs_left_are_removed_by_the_next_staging_
     assert not stagings["killed-stale-lease"].exists()
     assert _lease_file(tmp_path, "killed-stale-lease").exists()  # the run's own to take over
     assert stagings["running-now"].exists() and stagings["just-stopped"].exists()
+    assert stagings["my notes"].exists() and stagings[".backup"].exists()
