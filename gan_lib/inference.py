@@ -125,6 +125,26 @@ def _remove_old_versions(cache: Path, name: str, keep: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def check_handle_present(handle: str, settings=None) -> None:
+    """A quick look, without loading anything: a handle on storage (a local, hdfs:// or
+    webhdfs:// folder) holds a SavedModel. A hub or Kaggle URL is taken as it is."""
+    from gan_lib import storage
+    if "://" in handle and not handle.startswith(("file:", "hdfs://", "webhdfs://")):
+        return
+    if "://" not in handle and not handle.startswith("file:"):
+        handle_uri = storage.file_uri(os.path.abspath(handle))
+    else:
+        handle_uri = handle
+    model = storage.join(handle_uri, "saved_model.pb")
+    if not storage.open_storage(model, settings).exists(model):
+        raise HandleError(_NOT_A_SAVED_MODEL.format(handle=handle))
+
+
+_NOT_A_SAVED_MODEL = ("classifier handle {handle!r} is not a SavedModel folder (no "
+                      "saved_model.pb); give the folder written by train-classifier or a TF "
+                      "Hub handle")
+
+
 def load_classifier(handle: str, settings=None) -> Classifier:
     """Open a classifier handle (cached per process)."""
     if handle in _MODELS:
@@ -134,9 +154,7 @@ def load_classifier(handle: str, settings=None) -> Classifier:
 
     path = local_copy(handle, settings)
     if "://" not in path and not Path(path, "saved_model.pb").exists():
-        raise HandleError(f"classifier handle {handle!r} is not a SavedModel folder (no "
-                          "saved_model.pb); give the folder written by train-classifier or a "
-                          "TF Hub handle")
+        raise HandleError(_NOT_A_SAVED_MODEL.format(handle=handle))
     try:
         module = hub.load(path)
     except Exception as error:
@@ -144,7 +162,7 @@ def load_classifier(handle: str, settings=None) -> Classifier:
                           f"{str(error).splitlines()[0]}") from error
     metadata_path = Path(path, "assets", METADATA_FILE)
     if metadata_path.exists():
-        classifier = _own_classifier(handle, module, json.loads(metadata_path.read_text()))
+        classifier = _own_classifier(handle, module, _metadata(handle, metadata_path))
     else:
         classifier = _hub_classifier(handle, module, tf)
     _MODELS[handle] = classifier
@@ -160,6 +178,40 @@ def keep_out_of_collections() -> None:
     process keeps them anyway."""
     gc.collect()
     gc.freeze()
+
+
+def _metadata(handle: str, path: Path) -> dict:
+    """The class names, input shape and value range stored with a classifier, checked."""
+    problem = None
+    try:
+        metadata = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        metadata, problem = None, f"it cannot be read: {error}"
+    if problem is None:
+        if not isinstance(metadata, dict):
+            problem = "it is not a JSON object"
+        elif not (isinstance(metadata.get("class_names"), list) and metadata["class_names"]
+                  and all(isinstance(name, str) for name in metadata["class_names"])):
+            problem = "its class_names is not a list of names"
+        elif not _whole_numbers(metadata.get("input_shape"), 3):
+            problem = "its input_shape is not [height, width, channels]"
+        elif not (_numbers(metadata.get("value_range"), 2)
+                  and metadata["value_range"][0] < metadata["value_range"][1]):
+            problem = "its value_range is not [low, high]"
+    if problem:
+        raise HandleError(f"classifier handle {handle!r} has a damaged {path.name} ({problem}); "
+                          "export the classifier again with train-classifier")
+    return metadata
+
+
+def _whole_numbers(value, length: int) -> bool:
+    return (isinstance(value, list) and len(value) == length
+            and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in value))
+
+
+def _numbers(value, length: int) -> bool:
+    return (isinstance(value, list) and len(value) == length
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value))
 
 
 def _own_classifier(handle, module, metadata) -> Classifier:

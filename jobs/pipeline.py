@@ -98,10 +98,7 @@ def run_stage(name: str, stage_args: list[str]) -> dict:
 
 
 def run(args, settings):
-    if args.batch_size:  # before any stage: train would refuse it after preprocessing
-        from jobs.train_dcgan import check_batch_split
-        check_batch_split(args.batch_size, settings.executors,
-                          f"--batch-size {args.batch_size}")
+    check_before_any_stage(args, settings)
     if args.dataset is None:
         args.dataset = datasets.DEFAULT_DATASET
         if args.data:
@@ -145,6 +142,35 @@ def run(args, settings):
             "counts": {name: summary.get("counts", {}) for name, summary in summaries.items()},
             "outputs": {**summaries["train"]["outputs"], **summaries["label"]["outputs"],
                         **summaries.get("report", {}).get("outputs", {})}}
+
+
+def check_before_any_stage(args, settings) -> None:
+    """What a later stage would refuse, refused before the first one runs: train after
+    preprocessing, label after training and generating."""
+    from gan_lib import inference, models
+    from jobs.train_dcgan import check_batch_split
+
+    if args.batch_size:
+        check_batch_split(args.batch_size, settings.executors,
+                          f"--batch-size {args.batch_size}")
+    try:
+        models.check_shape(args.image_size, args.channels)
+    except ValueError as error:
+        raise ConfigError(f"--image-size {args.image_size}: {error}") from None
+    # the recipe may come from a configuration file: compare with the smallest batch of any
+    batch = args.batch_size or min(recipe.batch_size for recipe in models.RECIPES.values())
+    if args.max_images and args.max_images < batch:
+        named = f"--batch-size {batch}" if args.batch_size else f"the recipes' {batch}"
+        raise ConfigError(f"--max-images {args.max_images} is fewer than one training batch "
+                          f"({named}); give at least {batch}")
+    if args.classifier is not None:
+        if not args.classifier.strip():
+            raise ConfigError("--classifier is empty; give a SavedModel folder or a TF Hub "
+                              "handle, or leave it out to train one")
+        try:
+            inference.check_handle_present(args.classifier, settings)
+        except (inference.HandleError, storage.StorageError) as error:
+            raise ConfigError(str(error)) from None
 
 
 def _terminate_with_parent() -> None:

@@ -85,3 +85,22 @@ def test_label_job_labels_a_dataset_with_an_imagenet_style_classifier(
     assert all(row["label"] == f"class_{row['label_index']}" for row in rows)
     assert all(0.0 < row["confidence"] <= 1.0 for row in rows)
     assert {row["classifier_handle"] for row in rows} == {imagenet_style_handle}
+
+
+@pytest.mark.parametrize("stored, problem", [
+    ('{"class_names": ["T-shirt/top", "Trou', "it cannot be read: Unterminated string"),
+    ("{}", "its class_names is not a list of names"),
+    ('{"class_names": ["a", "b"], "input_shape": [28, 28], "value_range": [0, 255]}',
+     r"its input_shape is not \[height, width, channels\]"),
+    ('{"class_names": ["a", "b"], "input_shape": [28, 28, 1], "value_range": [1, 0]}',
+     r"its value_range is not \[low, high\]")], ids=["truncated", "empty", "shape", "range"])
+def test_a_classifier_whose_stored_metadata_is_damaged_is_refused_naming_the_file(
+        imagenet_style_handle, tmp_path, stored, problem):
+    import shutil
+    copy = tmp_path / "classifier"
+    shutil.copytree(imagenet_style_handle, copy)
+    (copy / "assets").mkdir(exist_ok=True)
+    (copy / "assets" / inference.METADATA_FILE).write_text(stored)
+    with pytest.raises(inference.HandleError,
+                       match=f"has a damaged {inference.METADATA_FILE} \\({problem}"):
+        inference.load_classifier(str(copy))

@@ -1,6 +1,8 @@
 """A few dozen images of one's own: what a first user of a small folder meets is refused
 before the work starts, in one line that says what to change."""
 
+import re
+
 import pytest
 from PIL import Image
 
@@ -135,3 +137,26 @@ def test_pipeline_passes_max_images_to_both_trainings_and_checks_the_batch_first
     with pytest.raises(ConfigError, match="--batch-size 7 is not a multiple of the 2 workers"):
         pipeline.run(odd, settings)
     assert ran == {}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--image-size", "30"], "--image-size 30: image size 30 is not supported by the DCGAN"),
+    (["--max-images", "10"],
+     "--max-images 10 is fewer than one training batch (the recipes' 64); give at least 64"),
+    (["--classifier", "no-such-classifier"],
+     "classifier handle 'no-such-classifier' is not a SavedModel folder"),
+    (["--classifier", " "], "--classifier is empty")],
+    ids=["image-size", "max-images", "classifier", "empty-classifier"])
+def test_pipeline_refuses_what_train_or_label_would_refuse_before_any_stage_runs(
+        tmp_path, monkeypatch, argv, message):
+    """These used to fail only at train or label, after the stages before them had run."""
+    from gan_lib.config import ConfigError, Settings
+    from jobs import pipeline
+
+    ran = []
+    monkeypatch.setattr(pipeline, "run_stage", lambda name, arguments: ran.append(name))
+    monkeypatch.chdir(tmp_path)
+    args = pipeline.build_parser().parse_args(argv)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        pipeline.run(args, Settings(root=tmp_path.as_uri()))
+    assert ran == []
