@@ -107,7 +107,11 @@ def _closest_option(typed: str, options: list[str]) -> str | None:
     return close[0] if close else None
 
 
-def _whole_number(text: str, minimum: int) -> int:
+JAVA_INT_MAX = 2**31 - 1   # counts, sizes and limits end up in Java ints
+JAVA_LONG_MAX = 2**63 - 1  # seeds are stored as BIGINT
+
+
+def _whole_number(text: str, minimum: int, maximum: int = JAVA_INT_MAX) -> int:
     if not re.fullmatch(r"-?[0-9]+", text):  # int() would also take "1_000", " 7", "٣"
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
     value = int(text)
@@ -115,6 +119,8 @@ def _whole_number(text: str, minimum: int) -> int:
         raise argparse.ArgumentTypeError(
             f"{text!r} must be greater than 0" if minimum == 1
             else f"{text!r} must not be negative")
+    if value > maximum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most {maximum:,}")
     return value
 
 
@@ -124,6 +130,10 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
+
+
+def seed_int(text: str) -> int:
+    return _whole_number(text, 0, JAVA_LONG_MAX)
 
 
 def positive_float(text: str) -> float:

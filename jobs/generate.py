@@ -5,10 +5,11 @@
 Writes PNG files under runs/<run_id>/images/ and their rows to the generated table.
 """
 
+import itertools
 import sys
 
 from gan_lib import generation, storage, tables
-from gan_lib.config import validate_name
+from gan_lib.config import ConfigError, validate_name
 from gan_lib.runs import StageError, StageRun, new_run_id, run_dir
 from jobs import common
 
@@ -21,12 +22,15 @@ def build_parser():
                         help="images to generate")
     parser.add_argument("--partitions", type=common.positive_int, default=None,
                         help="Spark partitions (default: 2 per executor)")
-    parser.add_argument("--seed", type=common.non_negative_int, default=2024,
+    parser.add_argument("--seed", type=common.seed_int, default=2024,
                         help="seed: the same seed, count and partitions give the same images")
     return parser
 
 
 def run(args, settings):
+    if args.partitions and args.partitions > args.count:
+        raise ConfigError(f"--partitions {args.partitions} is more than --count {args.count}: "
+                          "some partitions would draw no image; give at most --count")
     train_run = validate_name(args.generator_run, "--generator-run")
     generator_uri = storage.join(run_dir(settings, train_run), "generator")
     if not storage.open_storage(generator_uri, settings).exists(generator_uri):
@@ -34,12 +38,12 @@ def run(args, settings):
                          "train it to the end first")
     run_id = validate_name(args.run_id or new_run_id("generate"), "--run-id")
     images_uri = generation.images_folder(settings, run_id)
-    partitions = args.partitions or 2 * settings.executors
+    partitions = args.partitions or min(2 * settings.executors, args.count)
     stage = StageRun("generate", run_id, parameters=vars(args),
                      lineage={"generator_run": train_run, "generator": generator_uri})
     with common.spark_stage(settings, stage, f"hdp-gan generate {run_id}", streaming=True) as spark:
         counts = generation.partition_counts(args.count, partitions)
-        starts = [sum(counts[:p]) for p in range(partitions)]
+        starts = [0, *itertools.accumulate(counts[:-1])]
         seed = args.seed
 
         def draw(partition, _rows):

@@ -39,7 +39,19 @@ def build_parser():
     return parser
 
 
+EMPTY_HINTS = {"images": "a folder of images", "split": "a split of --dataset, such as test",
+               "generated": "the id of a generate run",
+               "classifier": "a SavedModel folder or a TF Hub handle, or leave it out for "
+                             "the dataset's published classifier"}
+
+
 def run(args, settings):
+    for option, wanted in EMPTY_HINTS.items():
+        value = getattr(args, option)
+        if value is not None and not value.strip():  # "" would read as not given
+            raise ConfigError(f"--{option} is empty; give {wanted}")
+    if args.images and not storage.open_storage(args.images, settings).exists(args.images):
+        raise ConfigError(f"--images {args.images} does not exist")
     run_id, frame_source = _run_id(args)
     handle = args.classifier or published_handle(settings, args.dataset)
     try:
@@ -122,8 +134,6 @@ def _source_frame(spark, settings, args):
             raise ConfigError(f"--generated {args.generated}: no images at {images}")
         return labelling.files_frame(spark, images), "files"
     if args.images:
-        if not storage.open_storage(args.images, settings).exists(args.images):
-            raise ConfigError(f"--images {args.images} does not exist")
         return labelling.files_frame(spark, args.images), "files"
     return labelling.table_frame(spark, settings, args.dataset, args.split), "table"
 

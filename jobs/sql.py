@@ -57,7 +57,7 @@ def answer(spark, query: str, limit: int, as_json: bool) -> None:
     """Print the query's rows, at most ``limit`` of them: a header and tab-separated text, or
     JSON lines; a note on standard error says when the query has more."""
     # one row more than printed tells whether the query has more
-    columns, rows = run_query(spark, query, limit + 1)
+    columns, rows = run_query(spark, query, min(limit + 1, common.JAVA_INT_MAX))
     shown = rows[:limit]
     if as_json:
         for row in shown:

@@ -39,7 +39,7 @@ def build_parser():
                         help="images in each epoch's sample grid")
     parser.add_argument("--log-every", type=common.positive_int, default=50,
                         help="log a training line every N steps")
-    parser.add_argument("--seed", type=common.non_negative_int, default=1234,
+    parser.add_argument("--seed", type=common.seed_int, default=1234,
                         help="seed for the data order and the sample noise")
     parser.add_argument("--resume", metavar="RUN_ID", default=None,
                         help="continue this run from its last checkpoint, with the run's own "

@@ -198,3 +198,38 @@ def test_the_default_root_is_made_with_its_parent_on_first_use(tmp_path):
         env={**os.environ, "PYTHONPATH": str(repo)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "runs" / "default" / "raw" / "fashion-mnist" / "train").is_dir()
+
+
+@pytest.mark.parametrize("option, hint", [
+    ("--images", "a folder of images"),
+    ("--classifier", "a SavedModel folder or a TF Hub handle")], ids=["images", "classifier"])
+def test_an_empty_label_option_is_refused_before_spark_instead_of_read_as_not_given(
+        job, tmp_path, option, hint):
+    """An empty --classifier used to fall back to the default handle, and an empty --images
+    to label nothing from a table."""
+    source = [] if option == "--images" else ["--split", "test"]
+    result = job("label", "--root", tmp_path, *source, option, "")
+    assert result.code == 2
+    assert result.last_error_line.startswith(f"label: error: {option} is empty; give {hint}")
+    assert not (tmp_path / "_local" / "metastore_db").exists()
+
+
+def test_a_label_folder_that_does_not_exist_is_refused_before_spark(job, tmp_path):
+    result = job("label", "--root", tmp_path, "--images", tmp_path / "nowhere")
+    assert result.code == 2
+    assert result.last_error_line == f"label: error: --images {tmp_path / 'nowhere'} does not exist"
+    assert not (tmp_path / "_local" / "metastore_db").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sql", "--limit", "2147483648", "SELECT 1"], "'2147483648' must be at most 2,147,483,647"),
+    (["generate", "--generator-run", "t", "--seed", str(2**63)],
+     f"'{2**63}' must be at most 9,223,372,036,854,775,807"),
+    (["generate", "--generator-run", "t", "--count", "10", "--partitions", "1000000"],
+     "--partitions 1000000 is more than --count 10")], ids=["limit", "seed", "partitions"])
+def test_a_number_beyond_what_the_stage_can_hold_is_refused_in_one_line(job, tmp_path, args,
+                                                                       message):
+    result = job(*args[:1], "--root", tmp_path, *args[1:])
+    assert result.code == 2
+    assert message in result.last_error_line
+    assert "Traceback" not in result.stderr

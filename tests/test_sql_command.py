@@ -54,6 +54,15 @@ def test_sql_says_on_stderr_when_the_query_has_more_rows_than_it_printed(spark, 
         "sql: printed the first 3 rows and the query has more; --limit N prints up to N\n")
 
 
+def test_the_largest_limit_accepted_prints_every_row(spark, capsys):
+    """Spark's limit takes a Java int: one more than the limit, asked for to tell whether
+    rows were left out, must not pass it."""
+    from jobs import common
+    sql.answer(spark, "SELECT id FROM range(2)", common.JAVA_INT_MAX, as_json=False)
+    printed = capsys.readouterr()
+    assert printed.out.splitlines() == ["id", "0", "1"] and printed.err == ""
+
+
 def test_json_lines_write_special_doubles_and_decimals_as_spark_to_json_does(spark, capsys):
     query = ("WITH t AS (SELECT named_struct('nan', double('NaN'), 'inf', double('Infinity'), "
              "'minus_inf', -double('Infinity'), 'float_nan', float('NaN'), 'half', 0.5D, "
