@@ -264,9 +264,7 @@ def related_runs(rows: list[RunRow], run_id: str) -> RelatedRuns:
     else:
         source = next((by_stage[stage] for stage in ("preprocess", "train-classifier", "label")
                        if stage in by_stage), None)
-        related.dataset = source and (source.parameters.get("dataset")
-                                      or source.lineage.get("dataset")
-                                      or source.outputs.get("dataset"))
+        related.dataset = source and _dataset_of(source)
 
     if chosen_generates is None and related.train:
         chosen_generates = [row for row in rows if row.stage == "generate"
@@ -287,6 +285,16 @@ def related_runs(rows: list[RunRow], run_id: str) -> RelatedRuns:
                                    and row.status == "succeeded"
                                    and row.lineage.get("source") == source), None)
     return related
+
+
+def _dataset_of(row: RunRow) -> str | None:
+    """The dataset a run worked on. A label run names its source: a split of a dataset, a
+    generate run or a folder; its --dataset option is a default that only the first uses."""
+    if row.stage == "label":
+        source = (row.lineage.get("source") or "").split()
+        return source[1] if len(source) == 4 and source[0] == "dataset" else None
+    return (row.parameters.get("dataset") or row.lineage.get("dataset")
+            or row.outputs.get("dataset"))
 
 
 def _main_stage(by_stage: dict) -> str:

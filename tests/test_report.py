@@ -101,6 +101,16 @@ def test_report_of_a_generate_run_whose_train_run_is_gone_says_so():
     assert "The training run this run came from is not in the runs table." in page
 
 
+@pytest.mark.parametrize("source, dataset", [
+    ("/home/me/photos", None), ("dataset faces split test", "faces")], ids=["folder", "split"])
+def test_report_of_a_label_run_shows_the_dataset_it_labelled_and_no_other(source, dataset):
+    """A folder's label run holds --dataset's default among its parameters; it labelled no
+    dataset."""
+    rows = _history() + [_row("label", "label-own", 10, parameters={"dataset": "fashion-mnist"},
+                              lineage={"classifier": HANDLE, "source": source})]
+    assert report.related_runs(rows, "label-own").dataset == dataset
+
+
 def test_report_of_an_unknown_run_says_how_to_list_the_runs():
     with pytest.raises(ConfigError, match="hdp-gan runs"):
         report.related_runs(_history(), "train-nowhere")
