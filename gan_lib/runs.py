@@ -110,7 +110,15 @@ LEASE_SETTLE_S = 1.0  # how long a take-over waits before it checks that it won
 
 
 class RunBusy(StageError):
-    """Another process is running the same run id."""
+    """Another process is running the same run id, or writing the same dataset."""
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What a lease holds, as its messages name it."""
+    name: str     # "run preprocess-1", "dataset faces"
+    busy: str     # "is running now"
+    advice: str   # what to do instead of waiting
 
 
 @contextlib.contextmanager
@@ -122,13 +130,35 @@ def run_lease(settings: Settings, run_id: str, stage: str):
     every LEASE_HEARTBEAT_S seconds. One left by a process that was killed is taken over: at
     once when that process ran on this machine and is gone, otherwise once it has not been
     touched for LEASE_STALE_S seconds."""
-    folder = run_dir(settings, run_id)
+    with _lease(settings, run_dir(settings, run_id), stage,
+                _Held(f"run {run_id}", "is running now", "give another --run-id")):
+        yield
+
+
+DATASET_HOLDS = ".datasets"  # under runs/: not a run id, so no sweep or listing takes it
+
+
+@contextlib.contextmanager
+def dataset_lease(settings: Settings, dataset: str, stage: str):
+    """Hold a dataset for the one process that writes it: two preprocess runs of one dataset
+    (under different run ids) would each replace some of its partitions, leaving a mix of
+    both. A lease as ``run_lease``'s, in ``runs/.datasets/<dataset>``."""
+    folder = storage.join(settings.root, "runs", DATASET_HOLDS,
+                          validate_name(dataset, "--dataset"))
+    with _lease(settings, folder, stage,
+                _Held(f"dataset {dataset}", "is being written now",
+                      "give another --dataset")):
+        yield
+
+
+@contextlib.contextmanager
+def _lease(settings: Settings, folder: str, stage: str, held: _Held):
     uri = storage.join(folder, LEASE_NAME)
     store = storage.open_storage(uri, settings)
     mine = {"stage": stage, "host": socket.gethostname(), "pid": os.getpid(),
             "since": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "token": secrets.token_hex(8)}
-    _take_lease(store, uri, run_id, mine)
+    _take_lease(store, uri, held, mine)
     stop = threading.Event()
 
     def heartbeat():
@@ -136,8 +166,8 @@ def run_lease(settings: Settings, run_id: str, stage: str):
             try:
                 store.touch(uri)
             except (storage.StorageError, OSError) as error:
-                logger.warning("could not renew the hold on run %s: %s", run_id, error)
-    beat = threading.Thread(target=heartbeat, name=f"lease-{run_id}", daemon=True)
+                logger.warning("could not renew the hold on %s: %s", held.name, error)
+    beat = threading.Thread(target=heartbeat, name=f"lease {held.name}", daemon=True)
     beat.start()
     try:
         yield
@@ -150,11 +180,13 @@ def run_lease(settings: Settings, run_id: str, stage: str):
             if store.exists(folder) and not store.list(folder):
                 store.delete(folder, recursive=False)
         except (storage.StorageError, OSError) as error:
-            logger.warning("could not release the hold on run %s: %s", run_id, error)
+            logger.warning("could not release the hold on %s: %s", held.name, error)
 
 
-def _take_lease(store, uri: str, run_id: str, mine: dict) -> None:
+def _take_lease(store, uri: str, held: _Held, mine: dict) -> None:
     data = json.dumps(mine).encode()
+    overtaken = (f"{held.name} was taken over by another process just now; wait for it to "
+                 f"end or {held.advice}")
     try:
         if store.create_new(uri, data) or _lease_holder(store, uri).get("token") == mine["token"]:
             return
@@ -165,29 +197,27 @@ def _take_lease(store, uri: str, run_id: str, mine: dict) -> None:
         unreadable = not holder.get("token") and idle > LEASE_WRITE_S  # killed as it wrote
         if not (ended or unreadable or idle > LEASE_STALE_S):
             raise RunBusy(
-                f"run {run_id} is running now ({holder.get('stage', 'a stage')} on "
+                f"{held.name} {held.busy} ({holder.get('stage', 'a stage')} on "
                 f"{holder.get('host', 'an unknown host')}, process {holder.get('pid', '?')}, "
-                f"since {holder.get('since', '?')}); wait for it to end or give another "
-                f"--run-id (a run that was killed elsewhere counts as ended {LEASE_STALE_S} s "
-                "after it stopped)")
+                f"since {holder.get('since', '?')}); wait for it to end or {held.advice} (a "
+                f"run that was killed elsewhere counts as ended {LEASE_STALE_S} s after it "
+                "stopped)")
         if _lease_holder(store, uri).get("token") != holder.get("token"):
-            raise RunBusy(f"run {run_id} was taken over by another process just now; wait "
-                          "for it to end or give another --run-id")
-        logger.warning("run %s: taking over from %s (process %s on %s), which %s", run_id,
+            raise RunBusy(overtaken)
+        logger.warning("%s: taking over from %s (process %s on %s), which %s", held.name,
                        holder.get("stage", "a stage"), holder.get("pid", "?"),
                        holder.get("host", "?"), "has ended" if ended
                        else f"has not been heard of for {idle:.0f} s")
         store.delete(uri)
         # Two processes may both have found the same holder gone: each makes its own, the
         # later one's delete removing the earlier one's. Whoever's file is there after a
-        # moment holds the run id; the other steps back.
+        # moment holds the lease; the other steps back.
         taken = store.create_new(uri, data)
         time.sleep(LEASE_SETTLE_S)
         if not taken or _lease_holder(store, uri).get("token") != mine["token"]:
-            raise RunBusy(f"run {run_id} was taken over by another process just now; wait "
-                          "for it to end or give another --run-id")
+            raise RunBusy(overtaken)
     except (storage.StorageError, OSError) as error:
-        raise StageError(f"cannot hold run {run_id} ({uri}): {error}") from error
+        raise StageError(f"cannot hold {held.name} ({uri}): {error}") from error
 
 
 def _lease_holder(store, uri: str) -> dict:

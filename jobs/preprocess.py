@@ -8,7 +8,7 @@ Bad files never fail the job: each goes to the rejects table with its reason.
 
 import sys
 
-from gan_lib import datasets, models, preprocessing
+from gan_lib import datasets, models, preprocessing, runs
 from gan_lib.runs import StageRun, new_run_id
 from jobs import common
 
@@ -67,7 +67,8 @@ def run(args, settings):
     run = StageRun("preprocess", args.run_id or new_run_id("preprocess"),
                    parameters=preprocessing.parameters(options),
                    lineage={"input": options.input_uri})
-    with common.spark_stage(settings, run, f"hdp-gan preprocess {options.dataset}") as spark:
+    with runs.dataset_lease(settings, options.dataset, "preprocess"), \
+            common.spark_stage(settings, run, f"hdp-gan preprocess {options.dataset}") as spark:
         run.counts = preprocessing.preprocess(spark, settings, options, run)
         run.outputs = {"dataset": options.dataset} | {
             split: datasets.dataset_location(settings, options.dataset, split)

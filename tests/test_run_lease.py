@@ -147,3 +147,34 @@ def test_staging_folders_that_stopped_runs_left_are_removed_by_the_next_staging_
     assert _lease_file(tmp_path, "killed-stale-lease").exists()  # the run's own to take over
     assert stagings["running-now"].exists() and stagings["just-stopped"].exists()
     assert stagings["my notes"].exists() and stagings[".backup"].exists()
+
+
+def test_a_dataset_being_written_is_refused_to_a_second_writer_under_another_run_id(settings,
+                                                                                   tmp_path):
+    with runs.dataset_lease(settings, "faces", "preprocess"):
+        with runs.run_lease(settings, "preprocess-2", "preprocess"):  # its own run id is free
+            with pytest.raises(runs.RunBusy) as refused:
+                with runs.dataset_lease(settings, "faces", "preprocess"):
+                    pass
+        with runs.dataset_lease(settings, "shoes", "preprocess"):  # another dataset is free
+            pass
+    assert str(refused.value).startswith(
+        f"dataset faces is being written now (preprocess on {socket.gethostname()}, process "
+        f"{os.getpid()}, since ")
+    assert "wait for it to end or give another --dataset" in str(
+        refused.value)
+    assert list((tmp_path / "runs" / runs.DATASET_HOLDS).iterdir()) == []  # released
+
+
+def test_preprocess_of_a_dataset_another_process_writes_is_refused_before_spark(settings,
+                                                                              tmp_path, job):
+    from PIL import Image
+    (tmp_path / "in").mkdir()
+    Image.new("L", (28, 28)).save(tmp_path / "in" / "one.png")
+    with runs.dataset_lease(settings, "faces", "preprocess"):
+        result = job("preprocess", "--root", tmp_path, "--input", tmp_path / "in",
+                     "--dataset", "faces")
+    assert result.code == 1
+    assert result.last_error_line.startswith(
+        "preprocess: failed: dataset faces is being written now (preprocess on ")
+    assert not (tmp_path / "_local" / "metastore_db").exists()
