@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from gan_lib import storage
+from gan_lib import class_archive, storage
 from gan_lib.config import Settings, mask_secrets
 from gan_lib.runs import StageError
 
@@ -267,7 +267,9 @@ def _local_conf(settings: Settings, state: Path, master: str, server: bool = Fal
     executor_memory = max(512, settings.executor_memory_mb - 512)
     jit = "" if server else QUICK_JIT
     log4j = _java_property("log4j2.configurationFile", _log4j_file(state))
-    java_options = f"{_java_property('derby.system.home', state)} {log4j} {jit}".strip()
+    classes = class_archive.driver_java_options()
+    java_options = " ".join(filter(None, (_java_property("derby.system.home", state), log4j,
+                                          jit, classes)))
     collector = ONE_CORE_GC if executor_cores_of(master, settings) == 1 else ""
     heap = STREAMING_HEAP if streaming and collector else ""
     return {

@@ -1,0 +1,60 @@
+"""The class-data archive of the Spark driver: built once per machine, mapped by the driver JVM
+of every job on a local master, never installed when a JVM cannot start with it."""
+
+import subprocess
+
+import pytest
+
+from gan_lib import class_archive, session
+from gan_lib.config import Settings
+
+
+@pytest.fixture(scope="module")
+def archive():
+    """The machine's archive (scripts/setup_env.sh builds it; built here when it is not)."""
+    path = class_archive.build()
+    assert path is not None and path.is_file()
+    return path
+
+
+def _driver_jvm_with(options: str, state) -> subprocess.CompletedProcess:
+    """A JVM started as a job's driver is (its Spark home's class path and the job's driver
+    options), asked only for Spark's version."""
+    home = state / "spark-home"
+    command = [str(class_archive.java_executable()), *options.split(),
+               "-cp", f"{home}/conf:{home}/jars/*", "org.apache.spark.deploy.SparkSubmit",
+               "--version"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_a_local_jobs_driver_maps_the_archive_through_its_own_spark_home(archive, tmp_path):
+    """-Xshare:on makes the JVM fail unless it maps the archive: each root has its own Spark
+    home (links to pyspark's jars), which the archive, recorded from pyspark's, must accept."""
+    settings = Settings(root=(tmp_path / "root").as_uri(), master="local[2]")
+    options = session.spark_conf(settings, "test")["spark.driver.extraJavaOptions"]
+    assert f"-XX:SharedArchiveFile={archive}" in options
+    session.prepare_local_machine(settings)
+    started = _driver_jvm_with(f"{options.replace('-Xlog:cds*=off', '')} -Xshare:on "
+                               "-Xlog:class+load=info", settings.local_state_dir)
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    assert "source: shared objects file (top)" in started.stdout  # Spark's classes, mapped
+
+
+def test_an_archive_a_jvm_cannot_start_with_is_not_taken(archive, tmp_path):
+    """A JVM given a partly written archive does not start at all; the build checks each one
+    before it takes the archive's name."""
+    partial = tmp_path / "partial.jsa"
+    with open(archive, "rb") as whole, open(partial, "wb") as part:
+        part.write(whole.read(archive.stat().st_size // 3))
+    assert not class_archive.starts_with(partial)
+    assert class_archive.starts_with(archive)
+
+
+def test_jobs_start_without_the_archive_when_it_is_off_or_not_built(monkeypatch, tmp_path):
+    monkeypatch.setenv(class_archive.FOLDER_ENV, str(tmp_path / "empty"))
+    settings = Settings(root=(tmp_path / "root").as_uri(), master="local[2]")
+    assert "SharedArchiveFile" not in session.spark_conf(settings, "t")[
+        "spark.driver.extraJavaOptions"]
+    monkeypatch.delenv(class_archive.FOLDER_ENV)
+    monkeypatch.setenv(class_archive.ENABLED_ENV, "off")
+    assert class_archive.driver_java_options() == ""
