@@ -65,15 +65,24 @@ def read_idx(path: str | Path) -> np.ndarray:
     return array.reshape(shape)
 
 
+def _idx_file(folder: str, name: str) -> Path | None:
+    """The IDX file ``name`` (``....gz``) in the folder, compressed or unpacked; None if
+    neither is there."""
+    for candidate in (Path(folder, name), Path(folder, name.removesuffix(".gz"))):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def load_fashion_mnist(source_dir: str = FASHION_MNIST_DIR, split: str = "train"):
     """Images (N, 28, 28) uint8 and labels (N,) of one Fashion-MNIST split."""
-    images_name, labels_name = FASHION_MNIST_FILES[split]
-    images_path, labels_path = Path(source_dir, images_name), Path(source_dir, labels_name)
-    if not images_path.exists() or not labels_path.exists():
+    images_path, labels_path = (_idx_file(source_dir, name) for name in FASHION_MNIST_FILES[split])
+    if images_path is None or labels_path is None:
+        names = ", ".join(name for pair in FASHION_MNIST_FILES.values() for name in pair)
         raise StageError(
             f"Fashion-MNIST is not in {source_dir}: install the Debian package "
-            f"{FASHION_MNIST_PACKAGE} (apt-get install {FASHION_MNIST_PACKAGE}), or copy its IDX "
-            "files there and pass --source DIR")
+            f"{FASHION_MNIST_PACKAGE} (apt-get install {FASHION_MNIST_PACKAGE}), or copy its four "
+            f"IDX files there ({names}; unpacked without .gz too) and pass --source DIR")
     images, labels = read_idx(images_path), read_idx(labels_path)
     if len(images) != len(labels):
         raise StageError(f"{images_path} has {len(images)} images but {len(labels)} labels")

@@ -18,18 +18,25 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 apt_packages=()
 need_apt() { apt_packages+=("$@"); }
 
-# Java: Spark 3.5 runs on Java 8, 11 and 17.
-if ! command -v java >/dev/null 2>&1; then
+# Java: Spark 3.5 runs on Java 8, 11 and 17. Spark starts $JAVA_HOME/bin/java when JAVA_HOME
+# is set, else the java on PATH: the same one is checked here.
+java_bin="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+if ! command -v "$java_bin" >/dev/null 2>&1; then
+  [ -n "${JAVA_HOME:-}" ] && die "JAVA_HOME is $JAVA_HOME but $java_bin is not there; point JAVA_HOME at a Java 8, 11 or 17 installation, or unset it"
   need_apt openjdk-17-jre-headless
 else
-  java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\)\(\.[0-9]*\)*.*/\1/p' | head -1)
+  java_major=$("$java_bin" -version 2>&1 | sed -n 's/.*version "\([0-9]*\)\(\.[0-9]*\)*.*/\1/p' | head -1)
   [ "$java_major" = "1" ] && java_major=8
   case "$java_major" in
     8|11|17) ;;
-    *) die "Java $java_major found; Spark 3.5 needs Java 8, 11 or 17 (apt-get install openjdk-17-jre-headless, then set JAVA_HOME)";;
+    *) if [ -n "${JAVA_HOME:-}" ]; then
+         die "Java $java_major found at JAVA_HOME ($JAVA_HOME); Spark 3.5 needs Java 8, 11 or 17: point JAVA_HOME at one (apt-get install openjdk-17-jre-headless puts it in /usr/lib/jvm)"
+       fi
+       die "Java $java_major found; Spark 3.5 needs Java 8, 11 or 17 (apt-get install openjdk-17-jre-headless, then set JAVA_HOME)";;
   esac
 fi
-[ -f "$data_dir/train-images-idx3-ubyte.gz" ] || need_apt dataset-fashion-mnist
+[ -f "$data_dir/train-images-idx3-ubyte.gz" ] || [ -f "$data_dir/train-images-idx3-ubyte" ] \
+  || need_apt dataset-fashion-mnist
 for package in ${HDP_GAN_APT:-}; do
   dpkg -s "$package" >/dev/null 2>&1 || need_apt "$package"
 done

@@ -6,16 +6,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_setup_refuses_a_java_that_spark_cannot_run_on(tmp_path):
-    fake_java = tmp_path / "bin" / "java"
-    fake_java.parent.mkdir()
-    fake_java.write_text('#!/bin/sh\necho \'openjdk version "21.0.2" 2024-01-16\' >&2\n')
-    fake_java.chmod(0o755)
+def _fake_java(home, version):
+    java = home / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text(f'#!/bin/sh\necho \'openjdk version "{version}" 2024-01-16\' >&2\n')
+    java.chmod(0o755)
+    return java
 
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "setup_env.sh")], capture_output=True, text=True,
-        env={**os.environ, "PATH": f"{fake_java.parent}:{os.environ['PATH']}",
-             "HDP_GAN_VENV": str(tmp_path / "venv")}, timeout=60)
+
+def _setup(tmp_path, **env):
+    environment = {name: value for name, value in os.environ.items() if name != "JAVA_HOME"}
+    environment.update(HDP_GAN_VENV=str(tmp_path / "venv"), HDP_GAN_APT="", **env)
+    return subprocess.run(["bash", str(REPO / "scripts" / "setup_env.sh")],
+                          capture_output=True, text=True, env=environment, timeout=60)
+
+
+def test_setup_refuses_a_java_that_spark_cannot_run_on(tmp_path):
+    fake_java = _fake_java(tmp_path, "21.0.2")
+    result = _setup(tmp_path, PATH=f"{fake_java.parent}:{os.environ['PATH']}")
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
@@ -24,9 +32,44 @@ def test_setup_refuses_a_java_that_spark_cannot_run_on(tmp_path):
     assert not (tmp_path / "venv").exists()
 
 
+def test_setup_checks_the_java_of_java_home_which_spark_starts_not_the_one_on_path(tmp_path):
+    """As its advice says: with Java 21 on PATH, a JAVA_HOME of Java 17 passes (here the next
+    check, of Python, stops the set-up), and a JAVA_HOME of Java 21 is refused by name."""
+    on_path = _fake_java(tmp_path / "path", "21.0.2")
+    good, bad = _fake_java(tmp_path / "jdk17", "17.0.15"), _fake_java(tmp_path / "jdk21", "21.0.2")
+    path = f"{on_path.parent}:{os.environ['PATH']}"
+    no_python = tmp_path / "no-python"
+    no_python.write_text("#!/bin/sh\nexit 1\n")
+    no_python.chmod(0o755)
+    passed = _setup(tmp_path, PATH=path, JAVA_HOME=str(good.parent.parent),
+                    PYTHON=str(no_python))
+    assert passed.returncode == 1
+    assert passed.stderr.strip().splitlines()[-1].startswith(
+        "[setup] error: Python 3.10 to 3.13 is needed")
+    refused = _setup(tmp_path, PATH=path, JAVA_HOME=str(bad.parent.parent))
+    assert refused.stderr.strip().splitlines() == [
+        f"[setup] error: Java 21 found at JAVA_HOME ({bad.parent.parent}); Spark 3.5 needs "
+        "Java 8, 11 or 17: point JAVA_HOME at one (apt-get install openjdk-17-jre-headless "
+        "puts it in /usr/lib/jvm)"]
+
+
 def test_ingest_without_the_dataset_package_names_the_package_to_install(job, tmp_path):
     result = job("ingest", "--root", tmp_path, "--source", tmp_path / "empty")
     assert result.code == 1
     assert "Fashion-MNIST is not in" in result.last_error_line
     assert "apt-get install dataset-fashion-mnist" in result.last_error_line
     assert "Traceback" not in result.stderr
+
+
+def test_ingest_takes_the_idx_files_unpacked_as_well_as_compressed(job, tmp_path):
+    import gzip
+
+    from gan_lib.datasets import FASHION_MNIST_DIR, FASHION_MNIST_FILES
+    unpacked = tmp_path / "idx"
+    unpacked.mkdir()
+    for name in (name for pair in FASHION_MNIST_FILES.values() for name in pair):
+        with gzip.open(f"{FASHION_MNIST_DIR}/{name}") as compressed:
+            (unpacked / name.removesuffix(".gz")).write_bytes(compressed.read())
+    result = job("ingest", "--root", tmp_path / "root", "--source", unpacked, "--limit", "3")
+    assert result.code == 0, result.stderr[-2000:]
+    assert result.summary["counts"]["per_split"] == {"train": 3, "test": 3}
