@@ -10,6 +10,7 @@ height, width and channels beside them.
 """
 
 import gzip
+import json
 import hashlib
 import logging
 import os
@@ -119,9 +120,26 @@ def ingest_fashion_mnist(settings: Settings, dataset: str, source_dir: str,
                     bar.advance()
             counts[split] = int(len(images))
             logger.info("ingest: wrote %d %s images", len(images), split)
+        # what this ingest took, beside the images (Spark's listing leaves "_" names out)
+        Path(scratch, INGEST_RECORD).write_text(json.dumps({"limit": limit_per_split,
+                                                            "per_split": counts}))
         storage.open_storage(target, settings).upload_dir(scratch, target,
                                                           progress="ingest: publishing")
     return counts
+
+
+INGEST_RECORD = "_ingest.json"
+
+
+def ingest_record(settings: Settings, raw: str) -> dict | None:
+    """What the ingest that wrote ``raw`` took ({"limit": N or None, "per_split": ...}); None
+    when no ingest of this version wrote it."""
+    uri = storage.join(raw, INGEST_RECORD)
+    try:
+        record = json.loads(storage.open_storage(uri, settings).read_bytes(uri))
+    except (storage.StorageError, OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def scratch_folder(settings: Settings, prefix: str):

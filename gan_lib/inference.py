@@ -125,17 +125,35 @@ def _remove_old_versions(cache: Path, name: str, keep: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def stored_class_names(handle: str, settings=None) -> list | None:
+    """The class names stored with a project classifier on storage, read without loading it;
+    None for another kind of handle or when they cannot be read."""
+    from gan_lib import storage
+    if "://" in handle and not handle.startswith(("file:", "hdfs://", "webhdfs://")):
+        return None
+    uri = storage.join(_storage_uri(handle), "assets", METADATA_FILE)
+    try:
+        names = json.loads(storage.open_storage(uri, settings).read_bytes(uri)).get("class_names")
+    except (storage.StorageError, OSError, ValueError, AttributeError):
+        return None
+    return names if isinstance(names, list) else None
+
+
+def _storage_uri(handle: str) -> str:
+    """A handle on storage as a URI (a plain path taken from the current folder)."""
+    from gan_lib import storage
+    if "://" not in handle and not handle.startswith("file:"):
+        return storage.file_uri(os.path.abspath(handle))
+    return handle
+
+
 def check_handle_present(handle: str, settings=None) -> None:
     """A quick look, without loading anything: a handle on storage (a local, hdfs:// or
     webhdfs:// folder) holds a SavedModel. A hub or Kaggle URL is taken as it is."""
     from gan_lib import storage
     if "://" in handle and not handle.startswith(("file:", "hdfs://", "webhdfs://")):
         return
-    if "://" not in handle and not handle.startswith("file:"):
-        handle_uri = storage.file_uri(os.path.abspath(handle))
-    else:
-        handle_uri = handle
-    model = storage.join(handle_uri, "saved_model.pb")
+    model = storage.join(_storage_uri(handle), "saved_model.pb")
     if not storage.open_storage(model, settings).exists(model):
         raise HandleError(_NOT_A_SAVED_MODEL.format(handle=handle))
 

@@ -476,6 +476,7 @@ def _decode_and_write(spark, settings, options, run, staging: str) -> dict:
     counts = _reconcile(by_status, len(listed), found["unique"], options.dataset, spark,
                         settings)
     counts["labels"] = len(names)
+    counts["label_names"] = names  # the job moves them to its outputs
     _warn_of_an_empty_split(counts["per_split"], options)
     return counts
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from gan_lib import datasets, preprocessing, storage
+from gan_lib import datasets, inference, preprocessing, storage
 from gan_lib.config import ConfigError
 from gan_lib.runs import StageError, new_run_id
 from jobs import common
@@ -46,8 +46,9 @@ def build_parser():
                         help="train: global batch size (default: the recipe's)")
     parser.add_argument("--max-images", type=common.non_negative_int, default=0,
                         help="train and train-classifier: first N images only (0: all)")
-    parser.add_argument("--classifier-epochs", type=common.positive_int, default=5,
-                        help="train-classifier: epochs")
+    parser.add_argument("--classifier-epochs", type=common.positive_int, default=None,
+                        help="train-classifier: epochs (default: 5); given, the classifier is "
+                             "trained again even when one is published")
     parser.add_argument("--classifier", default=None,
                         help="label: classifier handle (default: train one when missing)")
     parser.add_argument("--generate-count", type=common.positive_int, default=1000,
@@ -112,11 +113,16 @@ def run(args, settings):
     source = args.data
     if source is None:
         raw = datasets.raw_dir(settings, args.dataset)
-        if not storage.open_storage(raw, settings).exists(raw):
+        reason = _ingest_reason(settings, raw, args.ingest_limit)
+        if reason:
+            logger.info("stage ingest: %s", reason)
             ingest = ["--dataset", args.dataset]
             if args.ingest_limit:
                 ingest += ["--limit", str(args.ingest_limit)]
             summaries["ingest"] = run_stage("ingest", shared + ingest)
+        else:
+            logger.info("stage ingest: skipped: %s holds the images of an earlier ingest with "
+                        "the same limit (hdp-gan ingest replaces them)", raw)
         source = raw
     summaries["preprocess"] = run_stage("preprocess", shared + [
         "--dataset", args.dataset, "--input", source, "--image-size", str(args.image_size),
@@ -125,10 +131,17 @@ def run(args, settings):
         "--dataset", args.dataset, "--epochs", str(args.epochs),
         "--max-images", str(args.max_images)] + _given(args, "batch_size"))
     handle = args.classifier or published_handle(settings, args.dataset)
-    if args.classifier is None and not storage.open_storage(handle, settings).exists(handle):
-        summaries["train-classifier"] = run_stage("train-classifier", shared + [
-            "--dataset", args.dataset, "--epochs", str(args.classifier_epochs),
-            "--max-images", str(args.max_images)])
+    if args.classifier is None:
+        reason = _classifier_reason(settings, handle, args,
+                                    summaries["preprocess"]["outputs"].get("label_names"))
+        if reason:
+            logger.info("stage train-classifier: %s", reason)
+            summaries["train-classifier"] = run_stage("train-classifier", shared + [
+                "--dataset", args.dataset, "--epochs", str(args.classifier_epochs or 5),
+                "--max-images", str(args.max_images)])
+        else:
+            logger.info("stage train-classifier: skipped: the published classifier %s knows "
+                        "the dataset's classes (--classifier-epochs N trains it again)", handle)
     summaries["generate"] = run_stage("generate", shared + [
         "--generator-run", summaries["train"]["run_id"], "--count", str(args.generate_count)])
     summaries["label"] = run_stage("label", shared + [
@@ -147,7 +160,7 @@ def run(args, settings):
 def check_before_any_stage(args, settings) -> None:
     """What a later stage would refuse, refused before the first one runs: train after
     preprocessing, label after training and generating."""
-    from gan_lib import inference, models
+    from gan_lib import models
     from jobs.train_dcgan import check_batch_split
 
     if args.batch_size:
@@ -196,6 +209,39 @@ def _wait_for_stage(process, name: str) -> None:
             continue
         except KeyboardInterrupt:
             logger.warning("stage %s is stopping (it records its run); waiting for it", name)
+
+
+def _ingest_reason(settings, raw: str, limit: int | None) -> str | None:
+    """Why the pipeline ingests (None: the raw images it has will do). An earlier ingest with
+    another limit (or one when none is given now) is replaced."""
+    store = storage.open_storage(raw, settings)
+    if not store.exists(raw):
+        return f"{raw} does not exist yet"
+    earlier = datasets.ingest_record(settings, raw)
+    if earlier is None:
+        return None  # put there by hand or by an older version: taken as it is
+    if earlier.get("limit") != limit:
+        asked = f"the first {limit} of each split" if limit else "every image"
+        had = (f"the first {earlier['limit']} of each split" if earlier.get("limit")
+               else "every image")
+        return f"{raw} holds {had} of an earlier ingest, {asked} was asked for"
+    return None
+
+
+def _classifier_reason(settings, handle: str, args, dataset_labels) -> str | None:
+    """Why the pipeline trains the classifier (None: the published one will do): there is
+    none, --classifier-epochs asks for one, or the published one knows other classes than
+    the dataset now has."""
+    if not storage.open_storage(handle, settings).exists(handle):
+        return f"no classifier is published at {handle} yet"
+    if args.classifier_epochs is not None:
+        return f"--classifier-epochs {args.classifier_epochs} was given"
+    known = inference.stored_class_names(handle, settings)
+    if dataset_labels is not None and known is not None and sorted(known) != sorted(
+            dataset_labels):
+        return (f"the published classifier knows {len(known)} classes, the dataset has "
+                f"{len(dataset_labels)} labels now ({', '.join(sorted(dataset_labels)[:12])})")
+    return None
 
 
 def _given(args, name: str) -> list[str]:

@@ -160,3 +160,53 @@ def test_pipeline_refuses_what_train_or_label_would_refuse_before_any_stage_runs
     with pytest.raises(ConfigError, match=re.escape(message)):
         pipeline.run(args, Settings(root=tmp_path.as_uri()))
     assert ran == []
+
+
+def _pipeline_stages(monkeypatch, tmp_path, argv, label_names=("bag", "coat")):
+    """The stages a pipeline run starts (each stage stubbed), on the root under tmp_path."""
+    from gan_lib.config import Settings
+    from jobs import pipeline
+
+    ran = []
+
+    def stage(name, arguments):
+        ran.append(name)
+        outputs = {"label_names": list(label_names)} if name == "preprocess" else {}
+        return {"run_id": f"{name}-1", "outputs": outputs, "counts": {}}
+    monkeypatch.setattr(pipeline, "run_stage", stage)
+    monkeypatch.setattr(pipeline, "_has_report_stage", lambda: False)
+    pipeline.run(pipeline.build_parser().parse_args(argv), Settings(root=tmp_path.as_uri()))
+    return ran
+
+
+def test_pipeline_ingests_again_when_the_raw_images_were_taken_with_another_limit(
+        monkeypatch, tmp_path, caplog):
+    """A demo run with --ingest-limit, then one without, used to preprocess the limited images
+    again without a word."""
+    from gan_lib.config import Settings
+    caplog.set_level("INFO")
+    datasets.ingest_fashion_mnist(Settings(root=tmp_path.as_uri()), "fashion-mnist",
+                                  datasets.FASHION_MNIST_DIR, limit_per_split=3)
+    assert "ingest" in _pipeline_stages(monkeypatch, tmp_path, [])
+    assert "holds the first 3 of each split of an earlier ingest, every image was asked for" \
+        in caplog.text
+    assert "ingest" not in _pipeline_stages(monkeypatch, tmp_path, ["--ingest-limit", "3"])
+    assert "stage ingest: skipped" in caplog.text
+
+
+@pytest.mark.parametrize("argv, labels, trains", [
+    ([], ("bag", "coat"), False), ([], ("bag", "coat", "dress"), True),
+    (["--classifier-epochs", "2"], ("bag", "coat"), True)],
+    ids=["same-classes", "a-new-class", "epochs-given"])
+def test_pipeline_trains_the_classifier_again_when_asked_or_when_the_classes_changed(
+        monkeypatch, tmp_path, caplog, argv, labels, trains):
+    """A dataset given a new class folder used to be labelled by the published classifier of
+    the old classes, without a word."""
+    caplog.set_level("INFO")
+    (tmp_path / "raw" / "fashion-mnist").mkdir(parents=True)
+    published = tmp_path / "models" / "fashion-mnist-classifier" / "assets"
+    published.mkdir(parents=True)
+    (published / "hdp_gan_classifier.json").write_text('{"class_names": ["bag", "coat"]}')
+    ran = _pipeline_stages(monkeypatch, tmp_path, argv, labels)
+    assert ("train-classifier" in ran) is trains
+    assert ("stage train-classifier: skipped" in caplog.text) is not trains
