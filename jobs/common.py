@@ -163,6 +163,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+# Commands that only read tables: Spark runs inside the driver unless --master is given.
+TABLE_READERS = ("sql", "sql-server", "runs", "report")
+
+
 def new_parser(prog: str, description: str, run_id_help: str | None = None) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     shared = parser.add_argument_group("shared options")
@@ -170,7 +174,9 @@ def new_parser(prog: str, description: str, run_id_help: str | None = None) -> A
                         help="storage root: a folder, file:///..., hdfs://nn:8020/... or "
                              "webhdfs://host:port/... (default: runs/default)")
     shared.add_argument("--master", default=None,
-                        help="Spark master, e.g. yarn (default: local-cluster on this machine)")
+                        help="Spark master, e.g. yarn (default: "
+                             + ("local[2], Spark inside the driver)" if prog in TABLE_READERS
+                                else "local-cluster on this machine)"))
     shared.add_argument("--database", default=None, help="Hive database (default: hdp_gan)")
     shared.add_argument("--config", default=None,
                         help="TOML configuration file (default: HDP_GAN_CONFIG when set, else "

@@ -29,7 +29,7 @@ from jobs import cli, common
 SOURCES = ("default", "file", "command line")
 # The commands that only read tables run Spark inside the driver unless --master is given
 # (report.table_reader_settings).
-TABLE_READERS = ("sql", "sql-server", "runs", "report")
+TABLE_READERS = common.TABLE_READERS
 NOT_STAGE_OPTIONS = {"help", "config", "run_id"} | set(common.SHARED_KEYS)
 # user:password@ after any "//", also inside URLs with two schemes (jdbc:postgresql://...)
 _EMBEDDED_CREDENTIALS = re.compile(r"(?<=//)[^/@\s;?#]+@")

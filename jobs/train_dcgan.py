@@ -12,7 +12,7 @@ not given again from its checkpoint.
 import argparse
 import sys
 
-from gan_lib import cluster, models, session, storage, tables, training
+from gan_lib import cluster, models, report, session, storage, tables, training
 from gan_lib.config import ConfigError, redact_url, validate_name
 from gan_lib.runs import StageError, StageRun, new_run_id, run_dir
 from jobs import common
@@ -116,6 +116,11 @@ def run(args, settings, given=frozenset()):
         if not args.resume and training.remove_training_outputs(store, run_uri):
             common.logger.info("run %s already had training outputs (checkpoints, samples, "
                                "generator, report); removed them to train it afresh", run_id)
+        report_uri = storage.join(run_uri, report.REPORT_FOLDER)
+        if args.resume and store.exists(report_uri):  # it shows the epochs trained so far
+            store.delete(report_uri)
+            common.logger.info("removed the run's report, which showed it before this resume "
+                               "(hdp-gan report %s writes it again)", run_id)
         try:
             cluster.run(spark.sparkContext, training.train_worker, options, settings.executors,
                         args.timeout_minutes * 60, training.progress_reporter(store, run_uri))

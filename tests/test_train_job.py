@@ -92,6 +92,8 @@ def resumed(trained, job):
     root, summary = trained
     run = _run_folder(root, summary["run_id"])
     first_epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (run / "report").mkdir(exist_ok=True)  # as `hdp-gan report` left it after two epochs
+    (run / "report" / "index.html").write_text("2 epochs trained")
     result = job("train", "--root", root, "--resume", summary["run_id"], "--epochs", "3",
                  "--learning-rate", "0.0002", *TRAIN_ARGS)
     assert result.code == 0, result.stderr[-4000:]
@@ -107,6 +109,12 @@ def test_resume_continues_from_the_last_checkpoint(trained, resumed):
     assert result.summary["counts"]["steps"] == 24
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert history[:2] == first_epochs
+
+
+def test_a_resumed_run_no_longer_has_the_report_of_its_earlier_epochs(trained, resumed):
+    root, summary = trained
+    assert not (_run_folder(root, summary["run_id"]) / "report").exists()
+    assert "removed the run's report" in resumed[1].stderr
 
 
 def test_a_learning_rate_given_on_resume_trains_the_new_epochs(trained, resumed):
