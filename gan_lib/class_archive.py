@@ -1,10 +1,11 @@
-"""A class-data archive for the Spark driver's JVM on this machine.
+"""A class-data archive for the Spark JVMs of jobs on this machine.
 
 A job's driver JVM spends seconds of its start loading and verifying the same classes every
-time: Spark's, Hive's metastore client and DataNucleus. The JVM can keep those classes,
-parsed and verified, in an archive file it maps at start (Java's application class-data
-sharing). ``build()`` makes one by running a short Spark session with Hive support that
-records the classes it loaded; ``driver_java_options()`` points later driver JVMs at it.
+time: Spark's, Hive's metastore client and DataNucleus; each executor JVM many of the same.
+The JVM can keep those classes, parsed and verified, in an archive file it maps at start
+(Java's application class-data sharing). ``build()`` makes one by running a short Spark
+session with Hive support that records the classes its driver loaded; ``java_options()``
+points later drivers and executors (which have the same class path) at it.
 The archive belongs to one Java installation and one pyspark: its name carries a key made
 of both, so another Java or pyspark simply finds none and starts as before.
 
@@ -62,10 +63,10 @@ def archive_path() -> Path | None:
                           pyspark.__version__, str(jars),
                           *sorted(entry.name for entry in jars.glob("*.jar"))])
     key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    return folder() / f"spark-driver-{key}.jsa"
+    return folder() / f"spark-classes-{key}.jsa"
 
 
-def driver_java_options() -> str:
+def java_options() -> str:
     """The JVM options that map the archive, or "" when it is off or not built."""
     if not enabled():
         return ""
@@ -117,7 +118,7 @@ def starts_with(archive: Path) -> bool:
 
 def _remove_others(keep: Path) -> None:
     """Archives of a Java or pyspark replaced since: each is some 150 MB."""
-    for other in keep.parent.glob("spark-driver-*.jsa"):
+    for other in keep.parent.glob("spark-classes-*.jsa"):
         if other != keep:
             other.unlink(missing_ok=True)
 

@@ -267,7 +267,7 @@ def _local_conf(settings: Settings, state: Path, master: str, server: bool = Fal
     executor_memory = max(512, settings.executor_memory_mb - 512)
     jit = "" if server else QUICK_JIT
     log4j = _java_property("log4j2.configurationFile", _log4j_file(state))
-    classes = class_archive.driver_java_options()
+    classes = class_archive.java_options()  # the executors share the driver's class path
     java_options = " ".join(filter(None, (_java_property("derby.system.home", state), log4j,
                                           jit, classes)))
     collector = ONE_CORE_GC if executor_cores_of(master, settings) == 1 else ""
@@ -277,7 +277,8 @@ def _local_conf(settings: Settings, state: Path, master: str, server: bool = Fal
         "spark.driver.memory": "2g",
         "spark.local.dir": str(state / "spark-local"),
         "spark.driver.extraJavaOptions": java_options,
-        "spark.executor.extraJavaOptions": " ".join(filter(None, (log4j, jit, collector, heap))),
+        "spark.executor.extraJavaOptions": " ".join(filter(None, (log4j, jit, collector, heap,
+                                                                  classes))),
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.showConsoleProgress": str(sys.stderr.isatty()).lower(),

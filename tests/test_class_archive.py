@@ -1,5 +1,6 @@
-"""The class-data archive of the Spark driver: built once per machine, mapped by the driver JVM
-of every job on a local master, never installed when a JVM cannot start with it."""
+"""The class-data archive of Spark's JVMs: built once per machine, mapped by the driver and
+executor JVMs of every job on a local master, never installed when a JVM cannot start with
+it."""
 
 import subprocess
 
@@ -27,11 +28,13 @@ def _driver_jvm_with(options: str, state) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-def test_a_local_jobs_driver_maps_the_archive_through_its_own_spark_home(archive, tmp_path):
+@pytest.mark.parametrize("jvm", ["driver", "executor"])
+def test_a_local_jobs_jvms_map_the_archive_through_their_own_spark_home(archive, tmp_path, jvm):
     """-Xshare:on makes the JVM fail unless it maps the archive: each root has its own Spark
-    home (links to pyspark's jars), which the archive, recorded from pyspark's, must accept."""
-    settings = Settings(root=(tmp_path / "root").as_uri(), master="local[2]")
-    options = session.spark_conf(settings, "test")["spark.driver.extraJavaOptions"]
+    home (links to pyspark's jars), which the archive, recorded from pyspark's, must accept;
+    executors of one core also run another garbage collector than the recording driver."""
+    settings = Settings(root=(tmp_path / "root").as_uri(), master="local-cluster[2,1,2048]")
+    options = session.spark_conf(settings, "test")[f"spark.{jvm}.extraJavaOptions"]
     assert f"-XX:SharedArchiveFile={archive}" in options
     session.prepare_local_machine(settings)
     started = _driver_jvm_with(f"{options.replace('-Xlog:cds*=off', '')} -Xshare:on "
@@ -57,4 +60,4 @@ def test_jobs_start_without_the_archive_when_it_is_off_or_not_built(monkeypatch,
         "spark.driver.extraJavaOptions"]
     monkeypatch.delenv(class_archive.FOLDER_ENV)
     monkeypatch.setenv(class_archive.ENABLED_ENV, "off")
-    assert class_archive.driver_java_options() == ""
+    assert class_archive.java_options() == ""

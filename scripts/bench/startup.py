@@ -1,10 +1,10 @@
-"""Job start-up: whole small jobs with the driver's class-data archive against without it.
+"""Job start-up: whole small jobs with Spark's class-data archive against without it.
 
 Each command runs alternately with the archive (as jobs run once scripts/setup_env.sh has
 built it) and with ``HDP_GAN_CLASS_ARCHIVE=off``, the same number of times, on the same
 machine: a query through `hdp-gan sql` on a root that holds a dataset (Spark inside the
 driver, ``local[2]``), and `hdp-gan preprocess` of 300 Fashion-MNIST PNG files into a fresh
-root (``local-cluster``: the archive speeds the driver, not the executors). Medians are
+root (``local-cluster``: a driver and two executor JVMs map the archive). Medians are
 reported, with every time measured.
 
     python scripts/bench/startup.py [--rounds 5] [--workdir /tmp/hdp-gan-bench-startup]
@@ -72,7 +72,7 @@ def main():
                 print(f"{name} archive {mode}: {measured.seconds:.1f} s", flush=True)
 
     lines = [
-        "## Job start-up: the driver's class-data archive",
+        "## Job start-up: Spark's class-data archive",
         "",
         f"Command: `{command_line()}` ({machine()}). Each job ran {args.rounds} times with the "
         "archive and as many times without it (`HDP_GAN_CLASS_ARCHIVE=off`), alternating; "
