@@ -97,10 +97,10 @@ def test_the_classifier_on_a_dataset_without_test_images_says_how_to_get_some(sm
 def test_preprocess_names_the_location_of_each_split_it_wrote(small_root):
     root, notest, few = small_root
     images = (root / "warehouse" / "hdp_gan.db" / "images").as_uri()
-    assert few.summary["outputs"] == {"dataset": "few",
+    assert few.summary["outputs"] == {"dataset": "few", "label_names": ["shirts", "shoes"],
                                       "test": f"{images}/dataset=few/split=test",
                                       "train": f"{images}/dataset=few/split=train"}
-    assert set(notest.summary["outputs"]) == {"dataset", "train"}
+    assert set(notest.summary["outputs"]) == {"dataset", "label_names", "train"}
 
 
 def test_preprocessing_to_a_size_the_dcgan_does_not_train_on_warns_at_once(tmp_path, job):
