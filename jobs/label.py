@@ -39,10 +39,10 @@ def build_parser():
     return parser
 
 
+# An empty --classifier stands for the published one (the Oozie workflow passes its empty
+# property); an empty source would read as not given.
 EMPTY_HINTS = {"images": "a folder of images", "split": "a split of --dataset, such as test",
-               "generated": "the id of a generate run",
-               "classifier": "a SavedModel folder or a TF Hub handle, or leave it out for "
-                             "the dataset's published classifier"}
+               "generated": "the id of a generate run"}
 
 
 def run(args, settings):

@@ -176,10 +176,9 @@ def check_before_any_stage(args, settings) -> None:
         named = f"--batch-size {batch}" if args.batch_size else f"the recipes' {batch}"
         raise ConfigError(f"--max-images {args.max_images} is fewer than one training batch "
                           f"({named}); give at least {batch}")
+    if args.classifier is not None and not args.classifier.strip():
+        args.classifier = None  # as label takes it: the published classifier, or a new one
     if args.classifier is not None:
-        if not args.classifier.strip():
-            raise ConfigError("--classifier is empty; give a SavedModel folder or a TF Hub "
-                              "handle, or leave it out to train one")
         try:
             inference.check_handle_present(args.classifier, settings)
         except (inference.HandleError, storage.StorageError) as error:

@@ -201,14 +201,12 @@ def test_the_default_root_is_made_with_its_parent_on_first_use(tmp_path):
 
 
 @pytest.mark.parametrize("option, hint", [
-    ("--images", "a folder of images"),
-    ("--classifier", "a SavedModel folder or a TF Hub handle")], ids=["images", "classifier"])
-def test_an_empty_label_option_is_refused_before_spark_instead_of_read_as_not_given(
+    ("--images", "a folder of images"), ("--generated", "the id of a generate run")],
+    ids=["images", "generated"])
+def test_an_empty_label_source_is_refused_before_spark_instead_of_read_as_not_given(
         job, tmp_path, option, hint):
-    """An empty --classifier used to fall back to the default handle, and an empty --images
-    to label nothing from a table."""
-    source = [] if option == "--images" else ["--split", "test"]
-    result = job("label", "--root", tmp_path, *source, option, "")
+    """An empty --images used to label nothing from a table."""
+    result = job("label", "--root", tmp_path, option, "")
     assert result.code == 2
     assert result.last_error_line.startswith(f"label: error: {option} is empty; give {hint}")
     assert not (tmp_path / "_local" / "metastore_db").exists()
