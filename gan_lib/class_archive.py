@@ -9,7 +9,7 @@ points later drivers and executors (which have the same class path) at it.
 The archive belongs to one Java installation and one pyspark: its name carries a key made
 of both, so another Java or pyspark simply finds none and starts as before.
 
-``scripts/setup_env.sh`` builds the archive once per machine (some 20 s); jobs on a local
+``scripts/setup_env.sh`` builds the archive once per machine (about 30 s); jobs on a local
 master use it when it is there. ``HDP_GAN_CLASS_ARCHIVE=off`` turns it off (the start-up
 benchmark compares the two), and ``HDP_GAN_CLASS_ARCHIVE_DIR`` moves it (default
 ``~/.cache/hdp-gan/jvm``).
@@ -117,7 +117,7 @@ def starts_with(archive: Path) -> bool:
 
 
 def _remove_others(keep: Path) -> None:
-    """Archives of a Java or pyspark replaced since: each is some 150 MB."""
+    """Archives of a Java or pyspark replaced since: each is some 180 MB."""
     for other in keep.parent.glob("spark-classes-*.jsa"):
         if other != keep:
             other.unlink(missing_ok=True)

@@ -129,9 +129,10 @@ def stored_class_names(handle: str, settings=None) -> list | None:
     """The class names stored with a project classifier on storage, read without loading it;
     None for another kind of handle or when they cannot be read."""
     from gan_lib import storage
-    if "://" in handle and not handle.startswith(("file:", "hdfs://", "webhdfs://")):
+    folder = _storage_uri(handle)
+    if folder is None:
         return None
-    uri = storage.join(_storage_uri(handle), "assets", METADATA_FILE)
+    uri = storage.join(folder, "assets", METADATA_FILE)
     try:
         names = json.loads(storage.open_storage(uri, settings).read_bytes(uri)).get("class_names")
     except (storage.StorageError, OSError, ValueError, AttributeError):
@@ -139,21 +140,23 @@ def stored_class_names(handle: str, settings=None) -> list | None:
     return names if isinstance(names, list) else None
 
 
-def _storage_uri(handle: str) -> str:
-    """A handle on storage as a URI (a plain path taken from the current folder)."""
+def _storage_uri(handle: str) -> str | None:
+    """A handle on storage as a URI (a plain path taken from the current folder); None for a
+    hub or Kaggle URL."""
     from gan_lib import storage
     if "://" not in handle and not handle.startswith("file:"):
         return storage.file_uri(os.path.abspath(handle))
-    return handle
+    return handle if handle.startswith(("file:", "hdfs://", "webhdfs://")) else None
 
 
 def check_handle_present(handle: str, settings=None) -> None:
     """A quick look, without loading anything: a handle on storage (a local, hdfs:// or
     webhdfs:// folder) holds a SavedModel. A hub or Kaggle URL is taken as it is."""
     from gan_lib import storage
-    if "://" in handle and not handle.startswith(("file:", "hdfs://", "webhdfs://")):
+    folder = _storage_uri(handle)
+    if folder is None:
         return
-    model = storage.join(_storage_uri(handle), "saved_model.pb")
+    model = storage.join(folder, "saved_model.pb")
     if not storage.open_storage(model, settings).exists(model):
         raise HandleError(_NOT_A_SAVED_MODEL.format(handle=handle))
 

@@ -73,8 +73,8 @@ def remove_abandoned_stagings(settings: Settings, keep: str) -> list[str]:
         return []
     now = time.time()
 
-    def idle(uri):
-        modified = store.modified_s(uri)
+    def idle(lease):
+        modified = store.modified_s(lease)
         return modified is None or now - modified > storage.ABANDONED_AFTER_S
 
     removed = []
@@ -82,7 +82,8 @@ def remove_abandoned_stagings(settings: Settings, keep: str) -> list[str]:
         if not is_folder or name == keep or not _is_run_id(name):  # not a run's folder
             continue
         staging = storage.join(runs_uri, name, "staging")
-        if store.exists(staging) and idle(staging) and idle(
+        changed = store.modified_s(staging)  # None: no staging folder (the usual case)
+        if changed is not None and now - changed > storage.ABANDONED_AFTER_S and idle(
                 storage.join(runs_uri, name, LEASE_NAME)):
             store.delete(staging)
             removed.append(staging)
