@@ -111,8 +111,13 @@ def build(force: bool = False) -> Path | None:
 def starts_with(archive: Path) -> bool:
     """Whether a JVM starts with this archive (a partly written one stops the JVM)."""
     java = java_executable()
-    check = subprocess.run([str(java), f"-XX:SharedArchiveFile={archive}", *QUIET.split(),
-                            "-version"], capture_output=True, timeout=120)
+    with tempfile.TemporaryDirectory(prefix="hdp-gan-archive-check-") as scratch:
+        # A JVM that fails to map the archive crashes; its crash report goes to the scratch
+        # folder rather than into the caller's working folder.
+        check = subprocess.run([str(java), f"-XX:SharedArchiveFile={archive}", *QUIET.split(),
+                                f"-XX:ErrorFile={scratch}/hs_err_%p.log",
+                                "-XX:-CreateCoredumpOnCrash", "-version"],
+                               capture_output=True, timeout=120, cwd=scratch)
     return check.returncode == 0
 
 

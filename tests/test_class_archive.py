@@ -43,14 +43,19 @@ def test_a_local_jobs_jvms_map_the_archive_through_their_own_spark_home(archive,
     assert "source: shared objects file (top)" in started.stdout  # Spark's classes, mapped
 
 
-def test_an_archive_a_jvm_cannot_start_with_is_not_taken(archive, tmp_path):
+def test_an_archive_a_jvm_cannot_start_with_is_not_taken(archive, tmp_path, monkeypatch):
     """A JVM given a partly written archive does not start at all; the build checks each one
-    before it takes the archive's name."""
+    before it takes the archive's name, and the crashed JVM's report stays out of the
+    caller's working folder."""
     partial = tmp_path / "partial.jsa"
     with open(archive, "rb") as whole, open(partial, "wb") as part:
         part.write(whole.read(archive.stat().st_size // 3))
+    working = tmp_path / "working"
+    working.mkdir()
+    monkeypatch.chdir(working)
     assert not class_archive.starts_with(partial)
     assert class_archive.starts_with(archive)
+    assert list(working.iterdir()) == []
 
 
 def test_jobs_start_without_the_archive_when_it_is_off_or_not_built(monkeypatch, tmp_path):
