@@ -33,12 +33,15 @@ def usage() -> str:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv:  # a usage mistake: the usage goes where errors go
+        print(usage(), file=sys.stderr)
+        return EXIT_USAGE
+    if argv[0] in ("-h", "--help", "help"):
         try:
             print(usage(), flush=True)
         except BrokenPipeError:  # `hdp-gan --help | head`
             return reader_gone()
-        return 0 if argv else EXIT_USAGE
+        return 0
     name, rest = argv[0], argv[1:]
     commands = SUBCOMMANDS
     if name not in commands:

@@ -167,15 +167,19 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 TABLE_READERS = ("sql", "sql-server", "runs", "report")
 
 
-def new_parser(prog: str, description: str, run_id_help: str | None = None) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+def new_parser(subcommand: str, description: str,
+               run_id_help: str | None = None) -> ArgumentParser:
+    """The parser of one ``hdp-gan`` subcommand; its usage and error lines name the command
+    as a user types it, whether it runs as ``hdp-gan SUBCOMMAND`` or under spark-submit."""
+    parser = ArgumentParser(prog=f"hdp-gan {subcommand}", description=description,
+                            formatter_class=HelpFormatter)
     shared = parser.add_argument_group("shared options")
     shared.add_argument("--root", default=None,
                         help="storage root: a folder, file:///..., hdfs://nn:8020/... or "
                              "webhdfs://host:port/... (default: runs/default)")
     shared.add_argument("--master", default=None,
                         help="Spark master, e.g. yarn (default: "
-                             + ("local[2], Spark inside the driver)" if prog in TABLE_READERS
+                             + ("local[2], Spark inside the driver)" if subcommand in TABLE_READERS
                                 else "local-cluster on this machine)"))
     shared.add_argument("--database", default=None, help="Hive database (default: hdp_gan)")
     shared.add_argument("--config", default=None,

@@ -229,7 +229,7 @@ def run(args, settings) -> int:
     file_values = config.load_file(args.config)
     values = effective(args, file_values, settings)
     for warning in warnings_for(file_values):
-        print(f"config: warning: {warning}", file=sys.stderr)
+        print(f"hdp-gan config: warning: {warning}", file=sys.stderr)
     print(as_json(values, file_path) if args.json else as_toml(values, file_path))
     sys.stdout.flush()
     return common.EXIT_OK

@@ -9,9 +9,10 @@ that do, except on a root where no stage has run yet (the metastore holds only S
 
 Rows are printed tab-separated with a header; inside a value, a backslash, tab, newline or
 carriage return is written as ``\\\\``, ``\\t``, ``\\n`` or ``\\r`` (in JSON values too), so
-that each row is one line. --json prints one JSON object per row instead. In both, arrays,
-structs and maps are written as JSON and binary values in base64, as Spark's ``to_json``
-writes them; in JSON, so are doubles that are not numbers (``"NaN"``, ``"Infinity"``,
+that each row is one line; booleans and doubles that are not numbers read as beeline prints
+them (``true``, ``NaN``, ``-Infinity``). --json prints one JSON object per row instead. In
+both, arrays, structs and maps are written as JSON and binary values in base64, as Spark's
+``to_json`` writes them; in JSON, so are doubles that are not numbers (``"NaN"``, ``"Infinity"``,
 ``"-Infinity"``, as strings) and decimals (as exact numbers). At most --limit rows are
 printed; a line on standard error says when the query has more.
 """
@@ -28,6 +29,8 @@ from gan_lib.runs import StageError
 from jobs import common
 
 TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+# doubles that are not numbers, as Spark casts them to strings and beeline prints them
+_NOT_FINITE = ("NaN", "Infinity", "-Infinity")
 
 
 def build_parser():
@@ -68,7 +71,7 @@ def answer(spark, query: str, limit: int, as_json: bool) -> None:
             print("\t".join(cell(value) for value in row))
     sys.stdout.flush()
     if len(rows) > len(shown):
-        print(f"sql: printed the first {limit} rows and the query has more; "
+        print(f"hdp-gan sql: printed the first {limit} rows and the query has more; "
               "--limit N prints up to N", file=sys.stderr)
 
 
@@ -111,6 +114,10 @@ def cell(value) -> str:
         return "NULL"
     if isinstance(value, (list, dict, tuple)):  # a struct comes as a Row, a tuple
         return _json(value).translate(TEXT_ESCAPES)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NOT_FINITE[0 if math.isnan(value) else 1 if value > 0 else 2]
     return str(_plain(value)).translate(TEXT_ESCAPES)
 
 
@@ -127,7 +134,7 @@ def _json_text(value) -> str:
     if isinstance(value, list):
         return "[" + ",".join(_json_text(item) for item in value) + "]"
     if isinstance(value, float) and not math.isfinite(value):
-        return '"NaN"' if math.isnan(value) else '"Infinity"' if value > 0 else '"-Infinity"'
+        return json.dumps(cell(value))
     if isinstance(value, decimal.Decimal):
         return str(value)  # exact, in the form Java's BigDecimal.toString writes
     if value is None or isinstance(value, (bool, int, float, str)):

@@ -7,10 +7,14 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="${HDP_GAN_DEMO_ROOT:-$repo/demo-root}"
+case "$root" in
+  /* | *://*) ;;
+  *) root="$PWD/$root" ;;  # a relative folder is taken from where the demo was started
+esac
 source "$repo/scripts/setup_env.sh"
 cd "$repo"
 
-root="${HDP_GAN_DEMO_ROOT:-$repo/demo-root}"
 summary_file="$(mktemp)"
 trap 'rm -f "$summary_file"' EXIT
 started=$(date +%s)

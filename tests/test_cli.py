@@ -45,14 +45,14 @@ def test_a_mistyped_option_is_named_with_the_option_it_is_closest_to(job, tmp_pa
     result = job(*args[:1], "--root", tmp_path, *args[1:])
     assert result.code == 2
     assert result.last_error_line == (
-        f"{args[0]}: error: unknown option {typed}; did you mean {meant}? (see --help)")
+        f"hdp-gan {args[0]}: error: unknown option {typed}; did you mean {meant}? (see --help)")
 
 
 def test_a_value_starting_with_a_dash_is_shown_how_to_give_it(job, tmp_path):
     result = job("preprocess", "--root", tmp_path, "--input", "-odd-folder")
     assert result.code == 2
     assert result.last_error_line == (
-        "preprocess: error: unknown option -odd-folder; if it is the value of --input, "
+        "hdp-gan preprocess: error: unknown option -odd-folder; if it is the value of --input, "
         "write --input=-odd-folder (see --help)")
 
 
@@ -107,6 +107,12 @@ def test_a_root_that_is_a_file_is_refused(job, tmp_path):
     result = job("runs", "--root", tmp_path / "file")
     assert result.code == 2
     assert "is a file; give a folder" in result.last_error_line
+
+
+def test_no_subcommand_prints_the_usage_on_standard_error_with_exit_code_2(capsys):
+    assert cli.main([]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err == cli.usage() + "\n"
 
 
 def test_usage_lists_every_subcommand():
@@ -208,14 +214,14 @@ def test_an_empty_label_source_is_refused_before_spark_instead_of_read_as_not_gi
     """An empty --images used to label nothing from a table."""
     result = job("label", "--root", tmp_path, option, "")
     assert result.code == 2
-    assert result.last_error_line.startswith(f"label: error: {option} is empty; give {hint}")
+    assert result.last_error_line.startswith(f"hdp-gan label: error: {option} is empty; give {hint}")
     assert not (tmp_path / "_local" / "metastore_db").exists()
 
 
 def test_a_label_folder_that_does_not_exist_is_refused_before_spark(job, tmp_path):
     result = job("label", "--root", tmp_path, "--images", tmp_path / "nowhere")
     assert result.code == 2
-    assert result.last_error_line == f"label: error: --images {tmp_path / 'nowhere'} does not exist"
+    assert result.last_error_line == f"hdp-gan label: error: --images {tmp_path / 'nowhere'} does not exist"
     assert not (tmp_path / "_local" / "metastore_db").exists()
 
 

@@ -177,7 +177,7 @@ def test_a_configuration_files_value_is_checked_as_the_command_line_checks_it(
     path.write_text(table)
     result = job(stage, "--root", tmp_path, "--config", path)
     assert result.code == 2
-    assert result.last_error_line == f"{stage}: error: {line}"
+    assert result.last_error_line == f"hdp-gan {stage}: error: {line}"
     assert "Traceback" not in result.stderr
 
 

@@ -113,7 +113,7 @@ def test_a_killed_training_python_process_fails_the_job_naming_the_node_that_sto
     assert process.returncode == 1
     last_line = [line for line in stderr.splitlines() if line.strip()][-1]
     assert re.fullmatch(
-        r"train: failed: (a TensorFlow worker failed: gan_lib\.training\.LostContact: node \d "
+        r"hdp-gan train: failed: (a TensorFlow worker failed: gan_lib\.training\.LostContact: node \d "
         r"lost contact with node \d at 127\.0\.0\.1:\d+ in a collective step .*"
         r"|.*Python worker exited unexpectedly.*)", last_line), last_line
     assert "Graph execution error" not in last_line
@@ -131,7 +131,7 @@ def test_sigterm_stops_training_with_one_line_and_records_the_run_failed(fashion
             process.kill()
     assert process.returncode == 143
     assert [line for line in stderr.splitlines() if line.strip()][-1] == \
-        "train: terminated (SIGTERM)"
+        "hdp-gan train: terminated (SIGTERM)"
     runs = [row for row in parquet.read_table(
         fashion_root / "warehouse" / "hdp_gan.db" / "runs").to_pylist()
         if row["run_id"] == run_id]
@@ -140,8 +140,8 @@ def test_sigterm_stops_training_with_one_line_and_records_the_run_failed(fashion
 
 
 @pytest.mark.parametrize("stop, code, last_line", [
-    (signal.SIGINT, 130, "preprocess: interrupted"),
-    (signal.SIGTERM, 143, "preprocess: terminated (SIGTERM)")], ids=["ctrl-c", "sigterm"])
+    (signal.SIGINT, 130, "hdp-gan preprocess: interrupted"),
+    (signal.SIGTERM, 143, "hdp-gan preprocess: terminated (SIGTERM)")], ids=["ctrl-c", "sigterm"])
 def test_a_signal_while_spark_works_stops_the_stage_in_one_line_and_records_it_failed(
         tmp_path, stop, code, last_line):
     folder = _fashion_folder(tmp_path / "input", 300)
@@ -179,8 +179,8 @@ def test_sigterm_to_the_pipeline_stops_its_running_stage_which_records_its_run_f
             process.kill()
     assert process.returncode == 143, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert lines[-1] == "pipeline: terminated (SIGTERM)"
-    assert "preprocess: terminated (SIGTERM)" in lines
+    assert lines[-1] == "hdp-gan pipeline: terminated (SIGTERM)"
+    assert "hdp-gan preprocess: terminated (SIGTERM)" in lines
     runs = parquet.read_table(root / "warehouse" / "hdp_gan.db" / "runs").to_pylist()
     assert [(row["stage"], row["status"], row["message"]) for row in runs] == [
         ("preprocess", "failed", "terminated (SIGTERM)")]
@@ -238,8 +238,8 @@ def test_a_second_ctrl_c_to_the_pipeline_does_not_leave_its_stage_running(tmp_pa
             process.kill()
     assert process.returncode == 130, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert lines[-1] == "pipeline: interrupted"  # it waited: the stage's own line came first
-    assert "preprocess: interrupted" in lines[:-1]
+    assert lines[-1] == "hdp-gan pipeline: interrupted"  # it waited: the stage's own line came first
+    assert "hdp-gan preprocess: interrupted" in lines[:-1]
     assert not _stage_processes(root)
     assert _stage_rows(root) == [("preprocess", "failed", "interrupted (Ctrl-C)")]
 
@@ -263,7 +263,7 @@ def test_sigterm_to_the_whole_process_group_ends_in_one_line_with_exit_143(tmp_p
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 143, stderr[-3000:]
     assert [line for line in stderr.splitlines() if line.strip()][-1] == \
-        "preprocess: terminated (SIGTERM)"
+        "hdp-gan preprocess: terminated (SIGTERM)"
     _wait_for(lambda: _processes_under(root / "_local") == [], 60, "Spark's processes to end")
 
 
@@ -373,7 +373,7 @@ def test_an_unexpected_jvm_error_ends_with_its_own_line_without_py4js_class(caps
         raise error
     assert common.run_body(common.new_parser("generate", "test"), body) == 1
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "generate: failed: OSError: Cannot parse file saved_model.pb")
+        "hdp-gan generate: failed: OSError: Cannot parse file saved_model.pb")
 
 
 def test_a_metastore_lost_during_a_run_ends_in_one_line_without_a_traceback(capsys, caplog):
@@ -389,7 +389,7 @@ def test_a_metastore_lost_during_a_run_ends_in_one_line_without_a_traceback(caps
             "Unable to instantiate org.apache.hadoop.hive.ql.metadata.SessionHiveMetaStoreClient")
     assert common.run_body(common.new_parser("preprocess", "test"), body) == 1
     assert capsys.readouterr().err.splitlines() == [
-        "preprocess: failed: the Hive metastore stopped answering during the run (Hive could "
+        "hdp-gan preprocess: failed: the Hive metastore stopped answering during the run (Hive could "
         "not open a metastore client); check that the metastore or its database runs, then run "
         "the stage again"]
     assert "Traceback" not in caplog.text
@@ -486,7 +486,7 @@ def test_a_second_run_of_a_run_id_that_is_running_is_refused_and_the_first_compl
     finally:
         first.kill()
     assert second.code == 1
-    assert second.last_error_line.startswith(f"label: failed: run {run_id} is running now "
+    assert second.last_error_line.startswith(f"hdp-gan label: failed: run {run_id} is running now "
                                              "(label on ")
     assert first.returncode == 0, errors[-3000:]
     labels = fashion_root / "warehouse" / "hdp_gan.db" / "labels" / f"run_id={run_id}"

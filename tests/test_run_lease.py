@@ -176,5 +176,5 @@ def test_preprocess_of_a_dataset_another_process_writes_is_refused_before_spark(
                      "--dataset", "faces")
     assert result.code == 1
     assert result.last_error_line.startswith(
-        "preprocess: failed: dataset faces is being written now (preprocess on ")
+        "hdp-gan preprocess: failed: dataset faces is being written now (preprocess on ")
     assert not (tmp_path / "_local" / "metastore_db").exists()

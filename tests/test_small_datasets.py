@@ -67,7 +67,7 @@ def test_training_on_fewer_images_than_one_batch_is_refused_before_the_workers_s
     result = job("train", "--root", root, "--dataset", "few", "--epochs", "1")
     assert result.code == 1
     assert result.last_error_line == (
-        "train: failed: dataset 'few' has 18 training images, fewer than one batch (the dcgan "
+        "hdp-gan train: failed: dataset 'few' has 18 training images, fewer than one batch (the dcgan "
         "recipe's batch size 64); give a --batch-size of at most 18 that is a multiple of the "
         "2 workers")
     assert "Traceback" not in result.stderr
@@ -88,7 +88,7 @@ def test_the_classifier_on_a_dataset_without_test_images_says_how_to_get_some(sm
     result = job("train-classifier", "--root", root, "--dataset", "notest", "--epochs", "1")
     assert result.code == 1
     assert result.last_error_line == (
-        "train-classifier: failed: dataset 'notest' has no image in its test split: "
+        "hdp-gan train-classifier: failed: dataset 'notest' has no image in its test split: "
         "preprocessing put none there (when the input has no train and test folders, "
         "--test-percent of the images go to test, chosen by content hash); preprocess it again "
         "with a higher --test-percent, or with train and test folders")

@@ -31,7 +31,7 @@ def spark():
 def test_a_query_that_fails_while_running_ends_in_one_line_with_sparks_message(job, tmp_path):
     result = job("sql", "--root", tmp_path, "SELECT raise_error('boom')")
     assert result.code == 1
-    assert result.last_error_line.startswith("sql: failed: the query failed: boom")
+    assert result.last_error_line.startswith("hdp-gan sql: failed: the query failed: boom")
     assert "Traceback" not in result.stderr and "\tat " not in result.stderr
 
 
@@ -51,7 +51,7 @@ def test_sql_says_on_stderr_when_the_query_has_more_rows_than_it_printed(spark, 
     printed = capsys.readouterr()
     assert printed.out.splitlines() == ["id", "0", "1", "2"]
     assert printed.err == (
-        "sql: printed the first 3 rows and the query has more; --limit N prints up to N\n")
+        "hdp-gan sql: printed the first 3 rows and the query has more; --limit N prints up to N\n")
 
 
 def test_the_largest_limit_accepted_prints_every_row(spark, capsys):
@@ -85,13 +85,23 @@ def test_text_rows_escape_backslash_tab_newline_and_carriage_return_inside_value
     assert capsys.readouterr().out.splitlines() == ["s\tn", "a\\tb\\nc\\rd\\\\e\t1"]
 
 
+def test_text_rows_print_booleans_and_special_doubles_as_spark_casts_them(spark, capsys):
+    values = ["double('NaN')", "double('Infinity')", "-double('Infinity')", "true", "false"]
+    query = ("SELECT " + ", ".join(f"{value} AS v{i}" for i, value in enumerate(values))
+             + ", " + ", ".join(f"CAST({value} AS STRING) AS s{i}"
+                                for i, value in enumerate(values)))
+    sql.answer(spark, query, 10, as_json=False)
+    row = capsys.readouterr().out.splitlines()[1].split("\t")
+    assert row[:5] == row[5:] == ["NaN", "Infinity", "-Infinity", "true", "false"]
+
+
 def test_a_database_that_does_not_exist_is_refused_naming_those_that_do(job, tmp_path):
     created = job("sql", "--root", tmp_path, "CREATE DATABASE hdp_gan")
     assert created.code == 0, created.stderr[-2000:]
 
     result = job("sql", "--root", tmp_path, "--database", "hdp_gn", "SELECT 1")
     assert result.code == 2
-    assert result.last_error_line == ("sql: error: the database hdp_gn (--database) does not "
+    assert result.last_error_line == ("hdp-gan sql: error: the database hdp_gn (--database) does not "
                                       "exist; the metastore has default, hdp_gan: give one of "
                                       "those")
     assert "Traceback" not in result.stderr
