@@ -266,7 +266,8 @@ def _local_conf(settings: Settings, state: Path, master: str, server: bool = Fal
                 streaming: bool = False) -> dict:
     executor_memory = max(512, settings.executor_memory_mb - 512)
     jit = "" if server else QUICK_JIT
-    log4j = _java_property("log4j2.configurationFile", _log4j_file(state))
+    log4j = " ".join((_java_property("log4j2.configurationFile", _log4j_file(state)),
+                      _java_property(SPARK_LOG_LEVEL_PROPERTY, spark_log_level(settings))))
     classes = class_archive.java_options()  # the executors share the driver's class path
     java_options = " ".join(filter(None, (_java_property("derby.system.home", state), log4j,
                                           jit, classes)))
@@ -301,8 +302,12 @@ def _log4j_file(state: Path) -> Path:
     return state / "conf" / "log4j2.properties"
 
 
+# Spark's JVMs log at WARN, or at ERROR under --log-level ERROR (a Java property set below).
+# pyspark's JVM takes the level of its gateway's logger for its console; given the root's, it
+# prints no note that it set one.
+SPARK_LOG_LEVEL_PROPERTY = "hdp_gan.spark.log.level"
 LOG4J_PROPERTIES = """\
-rootLogger.level = warn
+rootLogger.level = ${sys:hdp_gan.spark.log.level:-warn}
 rootLogger.appenderRef.stderr.ref = console
 appender.console.type = Console
 appender.console.name = console
@@ -321,7 +326,22 @@ logger.metastore.name = org.apache.hadoop.hive.metastore
 logger.metastore.level = fatal
 logger.thriftpool.name = org.apache.thrift.server.TThreadPoolServer
 logger.thriftpool.level = fatal
+logger.repl.name = org.apache.spark.api.python.PythonGatewayServer
+logger.repl.level = ${sys:hdp_gan.spark.log.level:-warn}
+logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
+logger.nativecode.level = error
+logger.sparkconf.name = org.apache.spark.SparkConf
+logger.sparkconf.level = ${sys:hdp_gan.spark.log.level:-warn}
+logger.sparkconf.filter.localdir.type = RegexFilter
+logger.sparkconf.filter.localdir.regex = Note that spark.local.dir will be overridden.*
+logger.sparkconf.filter.localdir.onMatch = DENY
+logger.sparkconf.filter.localdir.onMismatch = NEUTRAL
 """
+
+
+def spark_log_level(settings: Settings) -> str:
+    """The level of Spark's own logging: WARN, or ERROR under --log-level ERROR."""
+    return "ERROR" if settings.log_level.upper() == "ERROR" else "WARN"
 
 
 def prepare_local_machine(settings: Settings) -> None:
@@ -386,7 +406,7 @@ def build_session(settings: Settings, app_name: str, training: bool = False,
         builder = builder.config(key, value)
     logger.info("starting Spark: master %s, root %s", conf["spark.master"], settings.root)
     spark = builder.enableHiveSupport().getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    spark.sparkContext.setLogLevel(spark_log_level(settings))
     if threading.current_thread() is threading.main_thread():
         # pyspark's SIGINT handler cancels the jobs by calling the JVM from inside the handler,
         # in the middle of the call that Ctrl-C stopped, which breaks that call's connection.

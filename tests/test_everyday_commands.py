@@ -273,3 +273,13 @@ def test_example_configuration_documents_every_option_with_its_default(job, tmp_
             assert key in document.get(stage, {}), f"[{stage}] {key} is missing"
             if shown["value"] is not None:
                 assert document[stage][key] == shown["value"], f"[{stage}] {key}"
+
+
+def test_log_level_error_quiets_sparks_start_up_warnings_as_well_as_the_stages_lines(job,
+                                                                                     tmp_path):
+    """Spark's JVM warns at every start that Hadoop's native library is missing and that
+    spark.local.dir could be overridden by a cluster manager; under --log-level ERROR a
+    query prints its rows and nothing else."""
+    result = job("sql", "--root", tmp_path, "--log-level", "ERROR", "SELECT 1 AS x")
+    assert result.code == 0, result.stderr[-2000:]
+    assert (result.stdout, result.stderr) == ("x\n1\n", "")
