@@ -75,8 +75,9 @@ def _idx_file(folder: str, name: str) -> Path | None:
     return None
 
 
-def load_fashion_mnist(source_dir: str = FASHION_MNIST_DIR, split: str = "train"):
-    """Images (N, 28, 28) uint8 and labels (N,) of one Fashion-MNIST split."""
+def fashion_mnist_files(source_dir: str, split: str) -> tuple[Path, Path]:
+    """The images and labels IDX files of one Fashion-MNIST split in the folder, or a
+    StageError naming the package to install."""
     images_path, labels_path = (_idx_file(source_dir, name) for name in FASHION_MNIST_FILES[split])
     if images_path is None or labels_path is None:
         names = ", ".join(name for pair in FASHION_MNIST_FILES.values() for name in pair)
@@ -84,6 +85,18 @@ def load_fashion_mnist(source_dir: str = FASHION_MNIST_DIR, split: str = "train"
             f"Fashion-MNIST is not in {source_dir}: install the Debian package "
             f"{FASHION_MNIST_PACKAGE} (apt-get install {FASHION_MNIST_PACKAGE}), or copy its four "
             f"IDX files there ({names}; unpacked without .gz too) and pass --source DIR")
+    return images_path, labels_path
+
+
+def check_fashion_mnist_source(source_dir: str) -> None:
+    """Fail before anything is written when a split's files are missing from the folder."""
+    for split in FASHION_MNIST_FILES:
+        fashion_mnist_files(source_dir, split)
+
+
+def load_fashion_mnist(source_dir: str = FASHION_MNIST_DIR, split: str = "train"):
+    """Images (N, 28, 28) uint8 and labels (N,) of one Fashion-MNIST split."""
+    images_path, labels_path = fashion_mnist_files(source_dir, split)
     images, labels = read_idx(images_path), read_idx(labels_path)
     if len(images) != len(labels):
         raise StageError(f"{images_path} has {len(images)} images but {len(labels)} labels")

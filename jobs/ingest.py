@@ -29,8 +29,15 @@ def run(args, settings):
     return run.summary()
 
 
+def check_source(args, settings):
+    """Before the root is made: a dataset name it can hold and a source with every file."""
+    datasets.raw_dir(settings, args.dataset)
+    datasets.check_fashion_mnist_source(args.source)
+
+
 def main(argv=None):
-    return common.run_main(build_parser(), "ingest", run, argv, root="create")
+    return common.run_main(build_parser(), "ingest", run, argv, root="create",
+                           check_first=check_source)
 
 
 if __name__ == "__main__":

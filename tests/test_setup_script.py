@@ -61,6 +61,21 @@ def test_ingest_without_the_dataset_package_names_the_package_to_install(job, tm
     assert "Traceback" not in result.stderr
 
 
+def test_ingest_without_its_source_files_leaves_no_new_root_behind(job, tmp_path):
+    """The source is checked before the root is made: a failed first ingest leaves the
+    folder it was given as it was."""
+    from gan_lib.datasets import FASHION_MNIST_DIR, FASHION_MNIST_FILES
+    half = tmp_path / "train-only"
+    half.mkdir()
+    for name in FASHION_MNIST_FILES["train"]:  # the test split's files are missing
+        (half / name).write_bytes(Path(FASHION_MNIST_DIR, name).read_bytes())
+    result = job("ingest", "--root", tmp_path / "root", "--source", half, "--limit", "3")
+    assert result.code == 1
+    assert result.last_error_line.startswith(
+        f"hdp-gan ingest: failed: Fashion-MNIST is not in {half}")
+    assert not (tmp_path / "root").exists()
+
+
 def test_ingest_takes_the_idx_files_unpacked_as_well_as_compressed(job, tmp_path):
     import gzip
 
