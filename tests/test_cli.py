@@ -214,14 +214,16 @@ def test_an_empty_label_source_is_refused_before_spark_instead_of_read_as_not_gi
     """An empty --images used to label nothing from a table."""
     result = job("label", "--root", tmp_path, option, "")
     assert result.code == 2
-    assert result.last_error_line.startswith(f"hdp-gan label: error: {option} is empty; give {hint}")
+    assert result.last_error_line.startswith(
+        f"hdp-gan label: error: {option} is empty; give {hint}")
     assert not (tmp_path / "_local" / "metastore_db").exists()
 
 
 def test_a_label_folder_that_does_not_exist_is_refused_before_spark(job, tmp_path):
     result = job("label", "--root", tmp_path, "--images", tmp_path / "nowhere")
     assert result.code == 2
-    assert result.last_error_line == f"hdp-gan label: error: --images {tmp_path / 'nowhere'} does not exist"
+    assert result.last_error_line == (
+        f"hdp-gan label: error: --images {tmp_path / 'nowhere'} does not exist")
     assert not (tmp_path / "_local" / "metastore_db").exists()
 
 

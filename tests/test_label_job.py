@@ -216,7 +216,8 @@ def test_a_generate_runs_folder_that_no_longer_matches_its_rows_is_refused(train
                  classifier_handle)
     assert result.code == 1
     assert result.last_error_line == (
-        "hdp-gan label: failed: generate run generate-stopped's images do not match its rows in the "
+        "hdp-gan label: failed: "
+        "generate run generate-stopped's images do not match its rows in the "
         "generated table (1 files without a row, 0 rows without a file, 2 files that cannot "
         "be read or whose pixels differ from their row's; a rerun of it was stopped midway?): "
         "generate it again, then label it (its labels were left as they were)")

@@ -645,7 +645,8 @@ def test_other_images_do_not_replace_an_existing_dataset_that_was_not_named(tmp_
     result = job(stage, "--root", tmp_path / "root", option, tmp_path / "images")
     assert result.code == 2
     assert result.last_error_line == (
-        f"hdp-gan {stage}: error: {option} given without --dataset: the dataset 'fashion-mnist' exists "
+        f"hdp-gan {stage}: error: "
+        f"{option} given without --dataset: the dataset 'fashion-mnist' exists "
         "and its images would be replaced by these; name the dataset they make with --dataset "
         "NAME (or --dataset fashion-mnist to replace it)")
     assert (kept / "part-00000.parquet").read_bytes() == b"kept"

@@ -113,7 +113,8 @@ def test_a_killed_training_python_process_fails_the_job_naming_the_node_that_sto
     assert process.returncode == 1
     last_line = [line for line in stderr.splitlines() if line.strip()][-1]
     assert re.fullmatch(
-        r"hdp-gan train: failed: (a TensorFlow worker failed: gan_lib\.training\.LostContact: node \d "
+        r"hdp-gan train: failed: "
+        r"(a TensorFlow worker failed: gan_lib\.training\.LostContact: node \d "
         r"lost contact with node \d at 127\.0\.0\.1:\d+ in a collective step .*"
         r"|.*Python worker exited unexpectedly.*)", last_line), last_line
     assert "Graph execution error" not in last_line
@@ -238,7 +239,8 @@ def test_a_second_ctrl_c_to_the_pipeline_does_not_leave_its_stage_running(tmp_pa
             process.kill()
     assert process.returncode == 130, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert lines[-1] == "hdp-gan pipeline: interrupted"  # it waited: the stage's own line came first
+    # it waited: the stage's own line came first
+    assert lines[-1] == "hdp-gan pipeline: interrupted"
     assert "hdp-gan preprocess: interrupted" in lines[:-1]
     assert not _stage_processes(root)
     assert _stage_rows(root) == [("preprocess", "failed", "interrupted (Ctrl-C)")]
@@ -389,7 +391,8 @@ def test_a_metastore_lost_during_a_run_ends_in_one_line_without_a_traceback(caps
             "Unable to instantiate org.apache.hadoop.hive.ql.metadata.SessionHiveMetaStoreClient")
     assert common.run_body(common.new_parser("preprocess", "test"), body) == 1
     assert capsys.readouterr().err.splitlines() == [
-        "hdp-gan preprocess: failed: the Hive metastore stopped answering during the run (Hive could "
+        "hdp-gan preprocess: failed: "
+        "the Hive metastore stopped answering during the run (Hive could "
         "not open a metastore client); check that the metastore or its database runs, then run "
         "the stage again"]
     assert "Traceback" not in caplog.text

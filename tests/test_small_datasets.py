@@ -67,7 +67,8 @@ def test_training_on_fewer_images_than_one_batch_is_refused_before_the_workers_s
     result = job("train", "--root", root, "--dataset", "few", "--epochs", "1")
     assert result.code == 1
     assert result.last_error_line == (
-        "hdp-gan train: failed: dataset 'few' has 18 training images, fewer than one batch (the dcgan "
+        "hdp-gan train: failed: "
+        "dataset 'few' has 18 training images, fewer than one batch (the dcgan "
         "recipe's batch size 64); give a --batch-size of at most 18 that is a multiple of the "
         "2 workers")
     assert "Traceback" not in result.stderr

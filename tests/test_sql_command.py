@@ -101,9 +101,9 @@ def test_a_database_that_does_not_exist_is_refused_naming_those_that_do(job, tmp
 
     result = job("sql", "--root", tmp_path, "--database", "hdp_gn", "SELECT 1")
     assert result.code == 2
-    assert result.last_error_line == ("hdp-gan sql: error: the database hdp_gn (--database) does not "
-                                      "exist; the metastore has default, hdp_gan: give one of "
-                                      "those")
+    assert result.last_error_line == (
+        "hdp-gan sql: error: the database hdp_gn (--database) does not exist; the metastore "
+        "has default, hdp_gan: give one of those")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "warehouse" / "hdp_gn.db").exists()
 

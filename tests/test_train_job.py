@@ -247,7 +247,8 @@ def test_resume_without_more_epochs_than_the_run_trained_is_refused(trained, job
 
     assert result.code == 2
     assert result.last_error_line == (
-        f"hdp-gan train: error: --resume train-resume-no-epochs: the run has already trained {epochs} "
+        f"hdp-gan train: error: "
+        f"--resume train-resume-no-epochs: the run has already trained {epochs} "
         f"epochs; give --epochs above {epochs} to train more")
 
 
@@ -309,7 +310,8 @@ def test_a_dataset_of_a_size_the_dcgan_cannot_train_fails_before_the_workers_sta
                  master=None)
     assert result.code == 1
     assert result.last_error_line == (
-        "hdp-gan train: failed: dataset 'odd' holds 30x30 images; the DCGAN trains on square images "
+        "hdp-gan train: failed: "
+        "dataset 'odd' holds 30x30 images; the DCGAN trains on square images "
         "of 28, 32, 64 pixels: preprocess it again with one of them as --image-size")
     assert "Traceback" not in result.stderr
 
@@ -325,7 +327,8 @@ def test_batch_size_that_the_workers_cannot_share_equally_is_refused(tmp_path, j
 
     assert result.code == 2
     assert result.last_error_line == (
-        "hdp-gan train: error: --batch-size 3 is not a multiple of the 2 workers (--executors): each "
+        "hdp-gan train: error: "
+        "--batch-size 3 is not a multiple of the 2 workers (--executors): each "
         "worker takes an equal share of every batch; use 2, 4, ...")
 
 
