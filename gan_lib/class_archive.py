@@ -66,14 +66,16 @@ def archive_path() -> Path | None:
     return folder() / f"spark-classes-{key}.jsa"
 
 
+def built() -> Path | None:
+    """The archive of this Java and this pyspark when it has been built, else None."""
+    path = archive_path()
+    return path if path is not None and path.is_file() else None
+
+
 def java_options() -> str:
     """The JVM options that map the archive, or "" when it is off or not built."""
-    if not enabled():
-        return ""
-    path = archive_path()
-    if path is None or not path.is_file():
-        return ""
-    return f"-XX:SharedArchiveFile={path} {QUIET}"
+    path = built() if enabled() else None
+    return f"-XX:SharedArchiveFile={path} {QUIET}" if path else ""
 
 
 def build(force: bool = False) -> Path | None:
@@ -161,10 +163,14 @@ def _record(target: str, work: str) -> None:
 
 
 def main(argv=None) -> int:
+    """Build the archive (--force: again); --built only tells by the exit code whether it is
+    there."""
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--record"]:
         _record(args[1], args[2])
         return 0
+    if args == ["--built"]:
+        return 0 if built() else 1
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     path = build(force="--force" in args)
     if path:

@@ -80,7 +80,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 # A class-data archive that lets each job's Spark JVMs start seconds sooner (built once per
 # Java and pyspark; jobs start as before without it).
 if [ "${HDP_GAN_CLASS_ARCHIVE:-on}" != "off" ] \
-    && ! "$venv/bin/python" -c 'import sys; from gan_lib import class_archive as a; p = a.archive_path(); sys.exit(0 if p and p.is_file() else 1)' 2>/dev/null; then
+    && ! "$venv/bin/python" -m gan_lib.class_archive --built 2>/dev/null; then
   say "recording Spark's classes for faster job starts (once, about 30 s)"
   "$venv/bin/python" -m gan_lib.class_archive >/dev/null 2>&1 \
     || say "the class archive could not be built; jobs start without it"

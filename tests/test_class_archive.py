@@ -66,3 +66,10 @@ def test_jobs_start_without_the_archive_when_it_is_off_or_not_built(monkeypatch,
     monkeypatch.delenv(class_archive.FOLDER_ENV)
     monkeypatch.setenv(class_archive.ENABLED_ENV, "off")
     assert class_archive.java_options() == ""
+
+
+def test_the_built_check_tells_by_its_exit_code_whether_this_javas_archive_is_there(
+        archive, monkeypatch, tmp_path):
+    assert class_archive.main(["--built"]) == 0
+    monkeypatch.setenv(class_archive.FOLDER_ENV, str(tmp_path / "empty"))
+    assert class_archive.main(["--built"]) == 1
