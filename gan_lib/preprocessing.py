@@ -416,14 +416,16 @@ def _decoded_arrow_schema():
         ("detected_format", pa.string())])
 
 
-def preprocess(spark, settings: Settings, options: PreprocessOptions, run: StageRun) -> dict:
-    """Run the stage; returns the counts (also stored in the run row)."""
+def preprocess(spark, settings: Settings, options: PreprocessOptions,
+               run: StageRun) -> tuple[dict, list[str]]:
+    """Run the stage; returns the counts (also stored in the run row) and the dataset's label
+    names, in the order of their label indexes."""
     with staging_folder(settings, run.run_id) as staging:
         return _decode_and_write(spark, settings, options, run,
                                  storage.join(staging, "decoded"))
 
 
-def _decode_and_write(spark, settings, options, run, staging: str) -> dict:
+def _decode_and_write(spark, settings, options, run, staging: str) -> tuple[dict, list[str]]:
     from pyspark.sql import functions as F
 
     files = readable_files(spark, options.input_uri, options.max_file_bytes)
@@ -476,9 +478,8 @@ def _decode_and_write(spark, settings, options, run, staging: str) -> dict:
     counts = _reconcile(by_status, len(listed), found["unique"], options.dataset, spark,
                         settings)
     counts["labels"] = len(names)
-    counts["label_names"] = names  # the job moves them to its outputs
     _warn_of_an_empty_split(counts["per_split"], options)
-    return counts
+    return counts, names
 
 
 def _warn_of_an_empty_split(per_split: dict, options: PreprocessOptions) -> None:

@@ -69,9 +69,8 @@ def run(args, settings):
                    lineage={"input": options.input_uri})
     with runs.dataset_lease(settings, options.dataset, "preprocess"), \
             common.spark_stage(settings, run, f"hdp-gan preprocess {options.dataset}") as spark:
-        run.counts = preprocessing.preprocess(spark, settings, options, run)
-        run.outputs = {"dataset": options.dataset,
-                       "label_names": run.counts.pop("label_names")} | {
+        run.counts, label_names = preprocessing.preprocess(spark, settings, options, run)
+        run.outputs = {"dataset": options.dataset, "label_names": label_names} | {
             split: datasets.dataset_location(settings, options.dataset, split)
             for split in sorted(run.counts["per_split"])}
         run.record(spark, settings)
