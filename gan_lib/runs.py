@@ -119,7 +119,7 @@ class _Held:
     """What a lease holds, as its messages name it."""
     name: str     # "run preprocess-1", "dataset faces"
     busy: str     # "is running now"
-    advice: str   # what to do instead of waiting
+    advice: str   # what to do instead of waiting, if anything
 
 
 @contextlib.contextmanager
@@ -136,7 +136,9 @@ def run_lease(settings: Settings, run_id: str, stage: str):
         yield
 
 
-DATASET_HOLDS = ".datasets"  # under runs/: not a run id, so no sweep or listing takes it
+# under runs/: not run ids, so no sweep or listing takes them
+DATASET_HOLDS = ".datasets"
+REPORT_HOLDS = ".reports"
 
 
 @contextlib.contextmanager
@@ -149,6 +151,17 @@ def dataset_lease(settings: Settings, dataset: str, stage: str):
     with _lease(settings, folder, stage,
                 _Held(f"dataset {dataset}", "is being written now",
                       "give another --dataset")):
+        yield
+
+
+@contextlib.contextmanager
+def report_lease(settings: Settings, run_id: str):
+    """Hold the report of a run for the one process that writes it: two at once would write
+    one page's pictures over each other. Not the run's own lease, which a report leaves to
+    the run it reads (a training run may still be going)."""
+    folder = storage.join(settings.root, "runs", REPORT_HOLDS, validate_name(run_id, "RUN_ID"))
+    with _lease(settings, folder, "report",
+                _Held(f"the report of run {run_id}", "is being written now", "")):
         yield
 
 
@@ -186,8 +199,8 @@ def _lease(settings: Settings, folder: str, stage: str, held: _Held):
 
 def _take_lease(store, uri: str, held: _Held, mine: dict) -> None:
     data = json.dumps(mine).encode()
-    overtaken = (f"{held.name} was taken over by another process just now; wait for it to "
-                 f"end or {held.advice}")
+    instead = f"wait for it to end{' or ' + held.advice if held.advice else ''}"
+    overtaken = f"{held.name} was taken over by another process just now; {instead}"
     try:
         if store.create_new(uri, data) or _lease_holder(store, uri).get("token") == mine["token"]:
             return
@@ -200,7 +213,7 @@ def _take_lease(store, uri: str, held: _Held, mine: dict) -> None:
             raise RunBusy(
                 f"{held.name} {held.busy} ({holder.get('stage', 'a stage')} on "
                 f"{holder.get('host', 'an unknown host')}, process {holder.get('pid', '?')}, "
-                f"since {holder.get('since', '?')}); wait for it to end or {held.advice} (a "
+                f"since {holder.get('since', '?')}); {instead} (a "
                 f"run that was killed elsewhere counts as ended {LEASE_STALE_S} s after it "
                 "stopped)")
         if _lease_holder(store, uri).get("token") != holder.get("token"):

@@ -11,7 +11,7 @@ The final JSON line gives the page's location as outputs.report.
 import dataclasses
 import sys
 
-from gan_lib import report
+from gan_lib import report, runs
 from gan_lib.config import ConfigError, validate_name
 from gan_lib.runs import StageRun
 from jobs import common
@@ -48,7 +48,8 @@ def run(args, settings):
     settings = report.table_reader_settings(settings)
     stage = ReportRun("report", run_id, parameters=vars(args), lineage={"run": run_id})
     # no hold on the run id: a report only reads the run (it may be training still)
-    with common.spark_stage(settings, stage, f"hdp-gan report {run_id}", lease=False) as spark:
+    with runs.report_lease(settings, run_id), \
+            common.spark_stage(settings, stage, f"hdp-gan report {run_id}", lease=False) as spark:
         related = report.related_runs(report.read_runs(spark, settings), run_id)
         stage.run_exists = True
         result = report.write_report(spark, settings, related)
