@@ -298,8 +298,13 @@ def load_file(path: str | None) -> dict:
             document = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"--config {path!r} does not exist") from None
+    except UnicodeDecodeError as error:  # TOML is UTF-8
+        raise ConfigError(f"--config {path!r} is not UTF-8 text (byte {error.start}); save it "
+                          "as UTF-8") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"--config {path!r} is not valid TOML: {error}") from None
+    except OSError as error:  # a folder, a file without read permission
+        raise ConfigError(f"--config {path!r} cannot be read: {error.strerror}") from None
     flat = {}
     for key, value in document.items():
         if isinstance(value, dict) and key != "spark":

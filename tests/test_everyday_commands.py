@@ -181,6 +181,21 @@ def test_a_configuration_files_value_is_checked_as_the_command_line_checks_it(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("kind, line", [
+    ("folder", "cannot be read: Is a directory"),
+    ("latin-1", "is not UTF-8 text (byte 16); save it as UTF-8")])
+def test_a_configuration_file_that_cannot_be_read_as_text_is_one_line(job, tmp_path, kind,
+                                                                      line):
+    path = tmp_path / "hdp-gan.toml"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes('root = "/tmp/caf\u00e9"\n'.encode("latin-1"))
+    result = job("runs", "--config", path)
+    assert result.code == 2
+    assert result.last_error_line == f"hdp-gan runs: error: --config '{path}' {line}"
+
+
 def test_config_output_keeps_characters_beyond_the_basic_plane_as_toml_reads_them(job,
                                                                                    tmp_path):
     root = tmp_path / "r\U0001F600 \u00e9"
