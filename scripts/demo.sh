@@ -15,6 +15,16 @@ esac
 source "$repo/scripts/setup_env.sh"
 cd "$repo"
 
+for option in "$@"; do
+  case "$option" in
+    -h | --help)
+      echo "usage: scripts/demo.sh [hdp-gan pipeline options]   (HDP_GAN_DEMO_ROOT=PATH: the root)"
+      echo
+      hdp-gan pipeline --help
+      exit 0;;
+  esac
+done
+
 summary_file="$(mktemp)"
 trap 'rm -f "$summary_file"' EXIT
 started=$(date +%s)

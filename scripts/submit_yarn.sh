@@ -6,7 +6,8 @@
 #
 #   JOB is a file of jobs/ (train_dcgan) or an hdp-gan subcommand (train); the job options
 #   are those of `hdp-gan JOB --help`, for example --root hdfs://nn:8020/user/me/hdp-gan
-#   --metastore-uri thrift://metastore:9083. --dry-run prints the command instead.
+#   --metastore-uri thrift://metastore:9083. --dry-run, anywhere among the arguments, prints
+#   the command instead.
 #
 # Environment:
 #   HDP_GAN_ENV_ARCHIVE   env.tar.gz from scripts/package_env.sh, a local path or an hdfs://
@@ -29,11 +30,17 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 say() { printf 'submit_yarn: %s\n' "$*" >&2; }
 die() { printf 'submit_yarn: error: %s\n' "$*" >&2; exit 2; }
 
+case "${1:-}" in
+  -h | --help)  # the comment block above, without its marks
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+    exit 0;;
+esac
 dry_run=0
-if [ "${1:-}" = "--dry-run" ]; then
-  dry_run=1
-  shift
-fi
+kept=()
+for argument in "$@"; do  # --dry-run is the script's own wherever it stands; no job has one
+  if [ "$argument" = "--dry-run" ]; then dry_run=1; else kept+=("$argument"); fi
+done
+set -- ${kept[@]+"${kept[@]}"}
 [ $# -ge 1 ] || die "usage: scripts/submit_yarn.sh [--dry-run] JOB [JOB OPTIONS...]"
 job="$1"
 shift

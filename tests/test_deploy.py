@@ -157,6 +157,23 @@ def test_submit_yarn_dry_run_runs_in_cluster_mode_with_the_shipped_interpreter()
     assert command[job + 1:] == ["--master=yarn", "--root", "hdfs://nn:8020/gan"]
 
 
+def test_submit_yarn_takes_dry_run_wherever_it_stands_among_the_arguments():
+    first = dry_run("preprocess", "--root", "hdfs://nn:8020/gan")
+    result = run_script(SCRIPTS / "submit_yarn.sh", "preprocess", "--root", "hdfs://nn:8020/gan",
+                        "--dry-run")
+    assert result.returncode == 0, result.stderr
+    import shlex
+    assert shlex.split(result.stdout) == first
+
+
+def test_submit_yarn_help_prints_its_usage_and_environment_without_submitting():
+    result = run_script(SCRIPTS / "submit_yarn.sh", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "  scripts/submit_yarn.sh [--dry-run] JOB [JOB OPTIONS...]" in result.stdout
+    assert "  HDP_GAN_ENV_ARCHIVE   env.tar.gz from scripts/package_env.sh" in result.stdout
+    assert "set -euo" not in result.stdout and "spark-submit --master" not in result.stdout
+
+
 def test_submit_yarn_dry_run_for_train_carries_the_training_settings():
     conf = conf_of(dry_run("train", "--epochs", "1", HDP_GAN_EXECUTORS="3"))
     assert conf["spark.task.maxFailures"] == "1"

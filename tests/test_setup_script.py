@@ -90,10 +90,10 @@ def test_ingest_takes_the_idx_files_unpacked_as_well_as_compressed(job, tmp_path
     assert result.summary["counts"]["per_split"] == {"train": 3, "test": 3}
 
 
-def test_the_demo_takes_a_relative_root_from_the_folder_it_was_started_in(tmp_path):
-    """The demo changes into the repository; a relative HDP_GAN_DEMO_ROOT still means the
-    folder under the one the user started it from. The demo runs here in a stand-in
-    repository whose set-up puts an ``hdp-gan`` on PATH that records its arguments."""
+def _demo_in_stand_in(tmp_path, *args, **env) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run scripts/demo.sh from a folder ``work`` in a stand-in repository whose set-up puts
+    an ``hdp-gan`` on PATH that records each --root it is given (returned: the record file)
+    and prints a stage's JSON line."""
     stand_in = tmp_path / "repo"
     (stand_in / "scripts").mkdir(parents=True)
     (stand_in / "scripts" / "demo.sh").write_text((REPO / "scripts" / "demo.sh").read_text())
@@ -102,19 +102,33 @@ def test_the_demo_takes_a_relative_root_from_the_folder_it_was_started_in(tmp_pa
     recorder = bin_dir / "hdp-gan"
     recorder.write_text(
         '#!/bin/sh\nwhile [ $# -gt 0 ]; do\n'
-        '  if [ "$1" = --root ]; then echo "$2" >> "$HDP_GAN_CALLS"; fi; shift\ndone\n'
+        '  if [ "$1" = --root ]; then echo "$2" >> "$HDP_GAN_CALLS"; fi\n'
+        '  if [ "$1" = --help ]; then echo "usage: hdp-gan pipeline"; exit 0; fi; shift\n'
+        'done\n'
         'echo \'{"runs": {"generate": "g"}, "counts": {}, "outputs": {}}\'\n')
     recorder.chmod(0o755)
-    (stand_in / "scripts" / "setup_env.sh").write_text(
-        f'export PATH="{bin_dir}:$PATH"\n')
+    (stand_in / "scripts" / "setup_env.sh").write_text(f'export PATH="{bin_dir}:$PATH"\n')
     started_in = tmp_path / "work"
     started_in.mkdir()
     calls = tmp_path / "calls"
+    result = subprocess.run(["bash", str(stand_in / "scripts" / "demo.sh"), *args],
+                            cwd=started_in, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "HDP_GAN_CALLS": str(calls), **env})
+    return result, calls
 
-    result = subprocess.run(["bash", str(stand_in / "scripts" / "demo.sh")], cwd=started_in,
-                            capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "HDP_GAN_DEMO_ROOT": "my-root",
-                                 "HDP_GAN_CALLS": str(calls)})
 
+def test_the_demo_takes_a_relative_root_from_the_folder_it_was_started_in(tmp_path):
+    """The demo changes into the repository; a relative HDP_GAN_DEMO_ROOT still means the
+    folder under the one the user started it from."""
+    result, calls = _demo_in_stand_in(tmp_path, HDP_GAN_DEMO_ROOT="my-root")
     assert result.returncode == 0, result.stderr
-    assert calls.read_text().splitlines() == [str(started_in / "my-root")] * 2  # pipeline, sql
+    wanted = str(tmp_path / "work" / "my-root")
+    assert calls.read_text().splitlines() == [wanted] * 2  # pipeline, then sql
+
+
+def test_the_demos_help_shows_the_pipelines_options_and_runs_nothing(tmp_path):
+    result, calls = _demo_in_stand_in(tmp_path, "--epochs", "3", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("usage: scripts/demo.sh [hdp-gan pipeline")
+    assert "usage: hdp-gan pipeline" in result.stdout
+    assert not calls.exists()
