@@ -33,7 +33,12 @@ def run(args, settings):
                           "some partitions would draw no image; give at most --count")
     train_run = validate_name(args.generator_run, "--generator-run")
     generator_uri = storage.join(run_dir(settings, train_run), "generator")
-    if not storage.open_storage(generator_uri, settings).exists(generator_uri):
+    store = storage.open_storage(generator_uri, settings)
+    if not store.exists(run_dir(settings, train_run)):
+        raise ConfigError(f"--generator-run {train_run}: there is no run {train_run} under "
+                          f"{storage.join(settings.root, 'runs')} (`hdp-gan runs --stage train` "
+                          "lists the training runs)")
+    if not store.exists(generator_uri):
         raise StageError(f"run {train_run} has no exported generator at {generator_uri}; "
                          "train it to the end first")
     run_id = validate_name(args.run_id or new_run_id("generate"), "--run-id")

@@ -52,6 +52,11 @@ def run(args, settings):
             raise ConfigError(f"--{option} is empty; give {wanted}")
     if args.images and not storage.open_storage(args.images, settings).exists(args.images):
         raise ConfigError(f"--images {args.images} does not exist")
+    if args.generated:
+        images = generation.images_folder(settings, validate_name(args.generated, "--generated"))
+        if not storage.open_storage(images, settings).exists(images):
+            raise ConfigError(f"--generated {args.generated}: no images at {images} "
+                              "(`hdp-gan runs --stage generate` lists the generate runs)")
     run_id, frame_source = _run_id(args)
     handle = args.classifier or published_handle(settings, args.dataset)
     try:
@@ -128,11 +133,9 @@ def _run_id(args):
 
 
 def _source_frame(spark, settings, args):
-    if args.generated:
-        images = generation.images_folder(settings, args.generated)
-        if not storage.open_storage(images, settings).exists(images):
-            raise ConfigError(f"--generated {args.generated}: no images at {images}")
-        return labelling.files_frame(spark, images), "files"
+    if args.generated:  # run() checked that the folder is there
+        return labelling.files_frame(spark, generation.images_folder(settings, args.generated)), \
+            "files"
     if args.images:
         return labelling.files_frame(spark, args.images), "files"
     return labelling.table_frame(spark, settings, args.dataset, args.split), "table"

@@ -227,6 +227,24 @@ def test_a_label_folder_that_does_not_exist_is_refused_before_spark(job, tmp_pat
     assert not (tmp_path / "_local" / "metastore_db").exists()
 
 
+@pytest.mark.parametrize("args, line", [
+    (["label", "--generated", "generate-nosuch"],
+     "hdp-gan label: error: --generated generate-nosuch: no images at "
+     "{root}/runs/generate-nosuch/images (`hdp-gan runs --stage generate` lists the generate "
+     "runs)"),
+    (["generate", "--generator-run", "train-nosuch"],
+     "hdp-gan generate: error: --generator-run train-nosuch: there is no run train-nosuch under "
+     "{root}/runs (`hdp-gan runs --stage train` lists the training runs)")],
+    ids=["label", "generate"])
+def test_a_run_that_is_not_there_is_refused_before_spark_and_records_no_run(job, tmp_path,
+                                                                           args, line):
+    result = job(args[0], "--root", tmp_path, *args[1:])
+    assert result.code == 2
+    assert result.last_error_line == line.format(root=tmp_path.as_uri())
+    assert not (tmp_path / "_local" / "metastore_db").exists()
+    assert "tensorflow" not in result.stderr.lower()
+
+
 @pytest.mark.parametrize("args, message", [
     (["sql", "--limit", "2147483648", "SELECT 1"], "'2147483648' must be at most 2,147,483,647"),
     (["generate", "--generator-run", "t", "--seed", str(2**63)],
