@@ -9,7 +9,7 @@ points later drivers and executors (which have the same class path) at it.
 The archive belongs to one Java installation and one pyspark: its name carries a key made
 of both, so another Java or pyspark simply finds none and starts as before.
 
-``scripts/setup_env.sh`` builds the archive once per machine (about 30 s); jobs on a local
+``scripts/setup_env.sh`` builds the archive once per virtualenv (about 30 s); jobs on a local
 master use it when it is there. ``HDP_GAN_CLASS_ARCHIVE=off`` turns it off (the start-up
 benchmark compares the two), and ``HDP_GAN_CLASS_ARCHIVE_DIR`` moves it (default
 ``~/.cache/hdp-gan/jvm``).
@@ -57,7 +57,7 @@ def archive_path() -> Path | None:
     java = java_executable()
     if java is None:
         return None
-    jars = Path(pyspark.__file__).resolve().parent / "jars"
+    jars = _pyspark_jars()
     stat = java.stat()
     identity = "\n".join([str(java), str(stat.st_size), str(int(stat.st_mtime)),
                           pyspark.__version__, str(jars),
@@ -70,6 +70,11 @@ def built() -> Path | None:
     """The archive of this Java and this pyspark when it has been built, else None."""
     path = archive_path()
     return path if path is not None and path.is_file() else None
+
+
+def _pyspark_jars() -> Path:
+    import pyspark
+    return Path(pyspark.__file__).resolve().parent / "jars"
 
 
 def java_options() -> str:
@@ -88,6 +93,8 @@ def build(force: bool = False) -> Path | None:
         logger.warning("no java found: the class archive is not built")
         return None
     if path.is_file() and not force:
+        if not _owner_file(path).is_file():  # recorded before archives named their owner
+            _owner_file(path).write_text(str(_pyspark_jars()))
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent))
@@ -103,10 +110,11 @@ def build(force: bool = False) -> Path | None:
         if not starts_with(recorded):
             logger.warning("the class archive was not built: a JVM could not start with it")
             return None
+        _owner_file(path).write_text(str(_pyspark_jars()))
         os.replace(recorded, path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _remove_others(path)
+    _remove_replaced(path)
     return path
 
 
@@ -123,11 +131,23 @@ def starts_with(archive: Path) -> bool:
     return check.returncode == 0
 
 
-def _remove_others(keep: Path) -> None:
-    """Archives of a Java or pyspark replaced since: each is some 180 MB."""
+def _owner_file(archive: Path) -> Path:
+    """Beside each archive: the pyspark jars folder it was recorded from."""
+    return archive.with_suffix(".jars")
+
+
+def _remove_replaced(keep: Path) -> None:
+    """Archives whose pyspark was replaced since, each some 180 MB: those of the same jars
+    folder (another pyspark or Java installed under it), or of a folder that is gone. The
+    archives of other virtualenvs on the machine stay theirs."""
+    mine = _owner_file(keep).read_text()
     for other in keep.parent.glob("spark-classes-*.jsa"):
-        if other != keep:
+        owner = _owner_file(other)
+        recorded_from = owner.read_text() if owner.is_file() else ""
+        if other != keep and (not recorded_from or recorded_from == mine
+                              or not Path(recorded_from).is_dir()):
             other.unlink(missing_ok=True)
+            owner.unlink(missing_ok=True)
 
 
 def _record(target: str, work: str) -> None:

@@ -73,3 +73,20 @@ def test_the_built_check_tells_by_its_exit_code_whether_this_javas_archive_is_th
     assert class_archive.main(["--built"]) == 0
     monkeypatch.setenv(class_archive.FOLDER_ENV, str(tmp_path / "empty"))
     assert class_archive.main(["--built"]) == 1
+
+
+def test_a_new_archive_replaces_its_own_pysparks_old_ones_and_leaves_other_virtualenvs(
+        tmp_path):
+    """Two clones on one machine each keep their archive; a pyspark replaced under the same
+    folder, or one whose folder is gone, loses its old archive."""
+    other_venv_jars = tmp_path / "other-venv" / "jars"
+    other_venv_jars.mkdir(parents=True)
+    owners = {"new": class_archive._pyspark_jars(), "old-here": class_archive._pyspark_jars(),
+              "other-venv": other_venv_jars, "gone-venv": tmp_path / "gone" / "jars"}
+    for name, jars in owners.items():
+        (tmp_path / f"spark-classes-{name}.jsa").write_bytes(b"archive")
+        (tmp_path / f"spark-classes-{name}.jars").write_text(str(jars))
+    class_archive._remove_replaced(tmp_path / "spark-classes-new.jsa")
+    assert sorted(path.name for path in tmp_path.glob("spark-classes-*")) == [
+        "spark-classes-new.jars", "spark-classes-new.jsa",
+        "spark-classes-other-venv.jars", "spark-classes-other-venv.jsa"]
