@@ -4,6 +4,8 @@ use, and the example configuration file documents every option truthfully."""
 import datetime as dt
 import json
 import re
+import subprocess
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -298,3 +300,25 @@ def test_log_level_error_quiets_sparks_start_up_warnings_as_well_as_the_stages_l
     result = job("sql", "--root", tmp_path, "--log-level", "ERROR", "SELECT 1 AS x")
     assert result.code == 0, result.stderr[-2000:]
     assert (result.stdout, result.stderr) == ("x\n1\n", "")
+
+
+def test_sparks_note_of_a_one_way_message_to_a_stopped_endpoint_is_kept_out_of_the_log(
+        tmp_path):
+    """When a local-cluster session stops, its worker may still report an executor to the
+    application client that has just stopped; Spark logs that as an ERROR with a 35-line
+    stack trace after a run that succeeded. The JVM's logging drops that one message and
+    keeps the logger's others."""
+    logged = ("from gan_lib import session; from gan_lib.config import Settings\n"
+              f"settings = Settings(root={tmp_path.as_uri()!r}, master='local[1]')\n"
+              "spark = session.build_session(settings, 'log-test')\n"
+              "jvm_logger = spark._jvm.org.apache.logging.log4j.LogManager.getLogger(\n"
+              "    'org.apache.spark.network.server.TransportRequestHandler')\n"
+              "jvm_logger.error('Error while invoking RpcHandler#receive() for one-way "
+              "message.')\n"
+              "jvm_logger.error('Error while invoking RpcHandler#receive() for RPC id 7')\n"
+              "spark.stop()\n")
+    result = subprocess.run([sys.executable, "-c", logged], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "for RPC id 7" in result.stderr
+    assert "for one-way message" not in result.stderr
