@@ -250,7 +250,8 @@ def normalize_root(root: str) -> str:
     held = sorted(set(path) & set(ROOT_SYNTAX_CHARACTERS))
     if held:
         raise ConfigError(
-            f"--root {redact_url(root)!r} holds {' and '.join(held)}, which Spark, Hadoop, Hive "
+            f"--root {redact_url(root)!r} holds {' and '.join(repr(c) for c in held)}, which "
+            "Spark, Hadoop, Hive "
             "or Java would read as syntax: choose a folder whose path has none of "
             + " ".join(ROOT_SYNTAX_CHARACTERS))
     if ".." in path.split("/"):

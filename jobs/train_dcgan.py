@@ -6,7 +6,8 @@
 Outputs under runs/<run_id>/: checkpoints, sample grids per epoch, a GIF, the loss curve
 and the generator exported as a SavedModel. Training an existing run id afresh (without
 --resume) first removes the outputs of its earlier training. A resumed run takes the options
-not given again from its checkpoint.
+not given again from its checkpoint; one stopped after its last epoch, before it exported its
+generator, is finished by --resume without training another epoch.
 """
 
 import argparse
@@ -86,7 +87,12 @@ def run(args, settings, given=frozenset()):
         common.logger.info("resuming run %s from %s (epoch %d, step %d)", run_id, checkpoint,
                            progress["epoch"], progress["step"])
         _take_run_options(args, given, run_options, run_id)
-        _check_more_epochs(args, progress["epoch"], run_id)
+        exported = store.exists(storage.join(run_uri, "generator"))
+        _check_more_epochs(args, progress["epoch"], run_id, exported)
+        if args.epochs == progress["epoch"]:
+            common.logger.info("run %s trained its %d epochs but stopped before it exported "
+                               "its generator; finishing it without training", run_id,
+                               args.epochs)
     _check_batch_split(args, settings.executors)
     options = training.TrainOptions(
         run_id=run_id, run_uri=run_uri, dataset=validate_name(args.dataset, "--dataset"),
@@ -171,8 +177,10 @@ def _flag(name, value) -> str:
     return f"{option} {value}"
 
 
-def _check_more_epochs(args, trained_epochs, run_id) -> None:
-    if args.epochs <= trained_epochs:
+def _check_more_epochs(args, trained_epochs, run_id, exported) -> None:
+    """A resumed run trains more epochs, or, stopped after its last epoch and before its
+    generator was exported, none: it then only writes its final outputs."""
+    if args.epochs < trained_epochs or (args.epochs == trained_epochs and exported):
         epochs = f"{trained_epochs} epoch" + ("" if trained_epochs == 1 else "s")
         raise ConfigError(f"--resume {run_id}: the run has already trained {epochs}; give "
                           f"--epochs above {trained_epochs} to train more")

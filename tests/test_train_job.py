@@ -252,6 +252,26 @@ def test_resume_without_more_epochs_than_the_run_trained_is_refused(trained, job
         f"epochs; give --epochs above {epochs} to train more")
 
 
+def test_a_run_stopped_after_its_last_epoch_is_finished_by_resume_without_training(trained,
+                                                                                    job):
+    """A stop between the last checkpoint and the export (SIGTERM as the nodes finished)
+    leaves every epoch trained and no generator: --resume exports it."""
+    root, summary = trained
+    run, epochs = _copy_run(root, summary["run_id"], "train-resume-finish")
+    shutil.rmtree(run / "generator")
+    (run / "samples" / "progress.gif").unlink()
+    steps = json.loads((run / "checkpoints" / "latest.json").read_text())["progress"]["step"]
+
+    result = job("train", "--root", root, "--resume", "train-resume-finish")
+
+    assert result.code == 0, result.stderr[-3000:]
+    assert "finishing it without training" in result.stderr
+    assert result.summary["counts"]["epochs"] == epochs
+    assert result.summary["counts"]["steps"] == steps
+    assert (run / "generator" / "saved_model.pb").is_file()
+    assert (run / "samples" / "progress.gif").is_file()
+
+
 def test_resume_refuses_an_option_that_would_change_the_runs_networks(trained, job):
     root, summary = trained
     _, epochs = _copy_run(root, summary["run_id"], "train-resume-latent")
