@@ -83,8 +83,13 @@ def qualified(settings: Settings, table: str) -> str:
     return f"{validate_identifier(settings.database, '--database')}.{table}"
 
 
+def database_location(settings: Settings, database: str | None = None) -> str:
+    """The database's folder, which holds its tables' folders."""
+    return storage.join(settings.root, "warehouse", f"{database or settings.database}.db")
+
+
 def table_location(settings: Settings, table: str) -> str:
-    return storage.join(settings.root, "warehouse", f"{settings.database}.db", table)
+    return storage.join(database_location(settings), table)
 
 
 def create_statement(settings: Settings, table: str) -> str:
@@ -106,7 +111,7 @@ def ensure_tables(spark, settings: Settings, names=None) -> None:
     """
     database = validate_identifier(settings.database, "--database")
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} "
-              f"LOCATION '{storage.join(settings.root, 'warehouse', database + '.db')}'")
+              f"LOCATION '{database_location(settings, database)}'")
     for table in names or TABLES:
         existed = spark.catalog.tableExists(qualified(settings, table))
         spark.sql(create_statement(settings, table))

@@ -21,9 +21,10 @@ import base64
 import decimal
 import json
 import math
+import re
 import sys
 
-from gan_lib import config, report, session
+from gan_lib import config, report, session, tables
 from gan_lib.config import ConfigError, validate_identifier
 from gan_lib.runs import StageError
 from jobs import common
@@ -42,10 +43,21 @@ def build_parser():
     return parser
 
 
+# comments and blanks before a statement's first word
+LEADING_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
+DROPS_A_DATABASE = re.compile(r"DROP\s+(?:DATABASE|SCHEMA|NAMESPACE)\b", re.IGNORECASE)
+
+
 def run(args, settings):
     if not args.query.strip():
         raise ConfigError("the query is empty; give one SQL statement, e.g. \"SHOW TABLES\"")
     database = validate_identifier(settings.database, "--database")
+    if DROPS_A_DATABASE.match(args.query, LEADING_COMMENTS.match(args.query).end()):
+        raise ConfigError(
+            "hdp-gan sql drops no database: the metastore deletes a database's folder, with "
+            f"the files of every table under it, EXTERNAL ones too ({database}'s is "
+            f"{tables.database_location(settings, database)}); drop tables one by one with "
+            "DROP TABLE, which keeps their files")
     # queries over the project's tables need no executor JVMs of their own on this machine
     spark = session.build_session(report.table_reader_settings(settings), "hdp-gan sql")
     try:

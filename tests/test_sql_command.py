@@ -131,3 +131,18 @@ def test_a_table_dropped_with_sql_gets_its_rows_back_when_a_job_recreates_it(job
     listed = job("sql", "--root", tmp_path, "SELECT run_id FROM runs ORDER BY run_id")
     assert listed.code == 0, listed.stderr[-2000:]
     assert listed.stdout.splitlines() == ["run_id", "ingest-after", "ingest-before"]
+
+
+@pytest.mark.parametrize("query", ["DROP DATABASE hdp_gan CASCADE",
+                                   "/* all of it */\n-- every table\ndrop schema IF EXISTS hdp_gan"])
+def test_a_statement_that_drops_a_database_is_refused_before_spark(job, tmp_path, query):
+    """The metastore deletes a dropped database's folder, and the project's EXTERNAL tables'
+    files live under it: one statement would lose every dataset, run and label."""
+    result = job("sql", "--root", tmp_path, query)
+    assert result.code == 2
+    assert result.last_error_line == (
+        "hdp-gan sql: error: hdp-gan sql drops no database: the metastore deletes a "
+        "database's folder, with the files of every table under it, EXTERNAL ones too "
+        f"(hdp_gan's is {tmp_path.as_uri()}/warehouse/hdp_gan.db); drop tables one by one "
+        "with DROP TABLE, which keeps their files")
+    assert not (tmp_path / "_local" / "metastore_db").exists()
