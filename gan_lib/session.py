@@ -10,6 +10,7 @@ points at its own metastore with ``metastore_uri``, and separate processes can s
 Derby network server through ``metastore_jdbc_url``.
 """
 
+import contextlib
 import dataclasses
 import fcntl
 import logging
@@ -387,6 +388,57 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def stop_unconnected_jvms(grace_s: float = 5.0) -> list[int]:
+    """Stop the Spark JVMs this process launched that never connected to it. pyspark's JVM
+    ends when the Python process that reads its standard input is gone, but only once it has
+    handed that process its connection: one stopped before then runs on, holding the
+    embedded metastore. Returns the process ids stopped."""
+    launched = [pid for pid in _descendants(os.getpid())
+                if b"org.apache.spark" in _command_line(pid)]
+    for pid in launched:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_running(pid) for pid in launched):
+        time.sleep(0.1)
+    for pid in launched:
+        with contextlib.suppress(ProcessLookupError):
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+    return launched
+
+
+def _descendants(pid: int) -> list[int]:
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # the parent's id follows the command name, which is in parentheses
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, waiting = [], list(children.get(pid, []))
+    while waiting:
+        child = waiting.pop()
+        found.append(child)
+        waiting.extend(children.get(child, []))
+    return found
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def build_session(settings: Settings, app_name: str, training: bool = False,
                   streaming: bool = False):
     """Start (or join) the Spark session with Hive support for one job.
@@ -411,7 +463,12 @@ def build_session(settings: Settings, app_name: str, training: bool = False,
     for key, value in conf.items():
         builder = builder.config(key, value)
     logger.info("starting Spark: master %s, root %s", conf["spark.master"], settings.root)
-    spark = builder.enableHiveSupport().getOrCreate()
+    try:
+        spark = builder.enableHiveSupport().getOrCreate()
+    except BaseException:
+        if SparkContext._gateway is None:  # stopped (SIGTERM, Ctrl-C) while its JVM started
+            stop_unconnected_jvms()
+        raise
     spark.sparkContext.setLogLevel(spark_log_level(settings))
     if threading.current_thread() is threading.main_thread():
         # pyspark's SIGINT handler cancels the jobs by calling the JVM from inside the handler,

@@ -8,7 +8,7 @@ Writes PNG files under runs/<run_id>/images/ and their rows to the generated tab
 import itertools
 import sys
 
-from gan_lib import generation, storage, tables
+from gan_lib import generation, report, storage, tables
 from gan_lib.config import ConfigError, validate_name
 from gan_lib.runs import StageError, StageRun, new_run_id, run_dir
 from jobs import common
@@ -68,10 +68,30 @@ def run(args, settings):
         if written != args.count:
             raise StageError(f"generated {written} rows but {args.count} were asked for")
         generation.remove_stale_images(images_uri, args.count, settings)
+        _forget_earlier_labels(spark, settings, run_id)
         stage.counts = {"images": written, "partitions": partitions}
         stage.outputs = {"images": images_uri, "table": tables.qualified(settings, "generated")}
         stage.record(spark, settings)
     return stage.summary()
+
+
+def _forget_earlier_labels(spark, settings, run_id) -> None:
+    """A rerun of a generate run id draws new images: the labels, quality row, label run row,
+    contact sheet and report of the earlier images would be read as this run's."""
+    dropped = [table for table, partition in (("labels", {"run_id": run_id}),
+                                              ("quality", {"run_id": run_id}),
+                                              ("runs", {"stage": "label", "run_id": run_id}))
+               if tables.drop_partitions_except(spark, settings, table, partition, keep=[])]
+    folder = run_dir(settings, run_id)
+    store = storage.open_storage(folder, settings)
+    for name in ("contact_sheet.png", report.REPORT_FOLDER):
+        if store.exists(storage.join(folder, name)):
+            store.delete(storage.join(folder, name))
+            dropped.append(name)
+    if dropped:
+        common.logger.info("removed what described the earlier images of run %s (%s): "
+                           "label it again with hdp-gan label --generated %s", run_id,
+                           ", ".join(dropped), run_id)
 
 
 def main(argv=None):

@@ -199,6 +199,36 @@ def test_a_generate_run_of_one_image_is_labelled_without_a_quality_row(trained,
     assert not (root / "warehouse" / "hdp_gan.db" / "quality" / "run_id=generate-one").exists()
 
 
+def test_a_generate_rerun_removes_the_labels_and_scores_of_the_images_it_replaced(
+        trained, classifier_handle, job):
+    """A rerun of a generate run id draws other images: the labels, quality row, label run
+    row, contact sheet and report of the earlier ones would pair each new image with another
+    image's label."""
+    root, summary = trained
+    draw = ["generate", "--root", root, "--generator-run", summary["run_id"],
+            "--run-id", "generate-redrawn"]
+    assert job(*draw, "--count", "6").code == 0
+    labelled = job("label", "--root", root, "--generated", "generate-redrawn",
+                   "--classifier", classifier_handle)
+    assert labelled.code == 0, labelled.stderr[-3000:]
+    run = root / "runs" / "generate-redrawn"
+    (run / "report").mkdir()  # as `hdp-gan report` leaves it
+    assert len(_table(root, "labels", "generate-redrawn")) == 6
+    assert len(_table(root, "quality", "generate-redrawn")) == 1
+
+    redrawn = job(*draw, "--count", "4", "--seed", "9")
+
+    assert redrawn.code == 0, redrawn.stderr[-3000:]
+    assert "removed what described the earlier images of run generate-redrawn (labels, " \
+        "quality, runs, contact_sheet.png, report)" in redrawn.stderr
+    assert _table(root, "labels", "generate-redrawn") == []
+    assert _table(root, "quality", "generate-redrawn") == []
+    runs = root / "warehouse" / "hdp_gan.db" / "runs"
+    assert not (runs / "stage=label" / "run_id=generate-redrawn").exists()
+    assert (runs / "stage=generate" / "run_id=generate-redrawn").exists()
+    assert not (run / "contact_sheet.png").exists() and not (run / "report").exists()
+
+
 def test_a_generate_runs_folder_that_no_longer_matches_its_rows_is_refused(trained,
                                                                             classifier_handle,
                                                                             job):

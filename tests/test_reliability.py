@@ -269,6 +269,29 @@ def test_sigterm_to_the_whole_process_group_ends_in_one_line_with_exit_143(tmp_p
     _wait_for(lambda: _processes_under(root / "_local") == [], 60, "Spark's processes to end")
 
 
+def test_sigterm_while_sparks_jvm_starts_leaves_no_jvm_behind(tmp_path):
+    """A JVM that pyspark launched ends with the Python process that reads it, but only once
+    it has connected; stopped in the seconds before, it ran on with the embedded metastore
+    and made every later job on the root wait and fail."""
+    root = tmp_path / "root"
+    root.mkdir()
+    process = subprocess.Popen(job_command("runs", "--root", root), cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: any("org.apache.spark.deploy.SparkSubmit" in line
+                              for line in _processes_under(root / "_local")), 60,
+                  "Spark's JVM to start", poll_s=0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, stderr[-3000:]
+    assert stderr.splitlines()[-1] == "hdp-gan runs: terminated (SIGTERM)"
+    assert "Exception in thread" not in stderr
+    _wait_for(lambda: _processes_under(root / "_local") == [], 10, "Spark's JVM to end")
+
+
 def test_a_jvm_failure_ends_with_the_java_message_and_says_when_memory_ran_out():
     from jobs import common
 
