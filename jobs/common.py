@@ -385,6 +385,14 @@ METASTORE_LOST = ("Unable to instantiate "
                   "org.apache.hadoop.hive.ql.metadata.SessionHiveMetaStoreClient")
 
 
+def terminate_with_parent() -> None:
+    """In a child process, before it starts its program: SIGTERM when this process dies,
+    even by SIGKILL, which leaves no chance to stop the child."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def reader_gone() -> int:
     """The exit code once standard output's reader has stopped reading; what is still
     buffered goes to /dev/null, so Python's flush at exit raises nothing more."""

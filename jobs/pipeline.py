@@ -80,7 +80,7 @@ def run_stage(name: str, stage_args: list[str]) -> dict:
     # KILL` or a container's last kill sends it to the pipeline's group)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
                                env=os.environ.copy(), process_group=0,
-                               preexec_fn=_terminate_with_parent)
+                               preexec_fn=common.terminate_with_parent)
     try:
         stdout, _ = process.communicate()
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the stage stops and records it
@@ -183,13 +183,6 @@ def check_before_any_stage(args, settings) -> None:
             inference.check_handle_present(args.classifier, settings)
         except (inference.HandleError, storage.StorageError) as error:
             raise ConfigError(str(error)) from None
-
-
-def _terminate_with_parent() -> None:
-    """In the stage's process, before it starts: SIGTERM when the pipeline's process dies."""
-    import ctypes
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_for_stage(process, name: str) -> None:

@@ -76,7 +76,10 @@ def run(args, settings):
           flush=True)
     # Its own process group: Ctrl-C in a terminal reaches this process only, which stops
     # the server once (SIGTERM) rather than the terminal signalling both.
-    server = subprocess.Popen(command, process_group=0)
+    # Killed outright (SIGKILL), this process takes the server with it: left running, it
+    # would hold the embedded metastore with no hdp-gan process left to stop.
+    server = subprocess.Popen(command, process_group=0,
+                              preexec_fn=common.terminate_with_parent)
     stopping = []
 
     def stop(signum, frame):

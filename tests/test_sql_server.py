@@ -84,6 +84,19 @@ def test_sql_server_stops_the_thrift_server_when_its_terminal_hangs_up(tmp_path)
         server.stop()
 
 
+def test_a_sql_server_killed_outright_takes_its_thrift_server_with_it(tmp_path):
+    """SIGKILL leaves the command no chance to stop the server; left running, the server
+    held the embedded metastore, and every later job on the root waited and failed."""
+    server = ThriftServer(["--root", tmp_path, "--executors", 1], tmp_path / "server.log")
+    server.start()
+    try:
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=60)
+        wait_for_port_closed(server.port, 60)
+    finally:
+        server.stop()
+
+
 def test_a_metastore_that_does_not_answer_fails_in_one_line_without_its_password(job, tmp_path):
     port = free_port()  # nothing listens there
     url = f"jdbc:derby://127.0.0.1:{port}/metastore;user=app;password=TOPSECRET"
