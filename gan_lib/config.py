@@ -68,6 +68,11 @@ class Settings:
         validate_identifier(self.database, "--database")
         for name in ("executors", "executor_cores", "executor_memory_mb"):
             require_positive(getattr(self, name), "--" + name.replace("_", "-"))
+            if getattr(self, name) > JAVA_INT_MAX:  # what Spark's settings hold
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)} must be "
+                                  f"at most {JAVA_INT_MAX:,}")
+        if self.state_dir:
+            refuse_syntax_characters(str(self.local_state_dir), "--state-dir")
         if self.executor_memory_mb < MIN_EXECUTOR_MEMORY_MB:
             raise ConfigError(
                 f"--executor-memory-mb {self.executor_memory_mb} is below the "
@@ -101,6 +106,8 @@ class Settings:
         """The settings as a dictionary with secrets and URL credentials hidden."""
         return mask_secrets({item.name: getattr(self, item.name) for item in fields(self)})
 
+
+JAVA_INT_MAX = 2**31 - 1  # counts, sizes and limits end up in Java ints
 
 # Spark refuses an executor whose memory is below 1.5 times the 300 MB it reserves, and its
 # local-cluster master gives each executor at least 512 MB.
@@ -218,6 +225,17 @@ def local_file_path(uri: str) -> str | None:
     return "/" + rest.lstrip("/") if rest.startswith("/") else None
 
 
+def refuse_syntax_characters(path: str, option: str, shown: str | None = None) -> None:
+    """Refuse a folder whose path holds a character that Spark, Hadoop, Hive or Java read as
+    syntax (a list separator, a glob, a URI fragment)."""
+    held = sorted(set(path) & set(ROOT_SYNTAX_CHARACTERS))
+    if held:
+        raise ConfigError(
+            f"{option} {shown or path!r} holds {' and '.join(repr(c) for c in held)}, which "
+            "Spark, Hadoop, Hive or Java would read as syntax: choose a folder whose path has "
+            "none of " + " ".join(ROOT_SYNTAX_CHARACTERS))
+
+
 def normalize_root(root: str) -> str:
     """Turn a path or URI into an absolute storage root URI without a trailing slash.
 
@@ -247,13 +265,7 @@ def normalize_root(root: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in root):
         raise ConfigError(f"--root {redact_url(root)!r} holds a control character (a tab or a "
                           "line break); choose a folder whose path has none")
-    held = sorted(set(path) & set(ROOT_SYNTAX_CHARACTERS))
-    if held:
-        raise ConfigError(
-            f"--root {redact_url(root)!r} holds {' and '.join(repr(c) for c in held)}, which "
-            "Spark, Hadoop, Hive "
-            "or Java would read as syntax: choose a folder whose path has none of "
-            + " ".join(ROOT_SYNTAX_CHARACTERS))
+    refuse_syntax_characters(path, "--root", redact_url(root))
     if ".." in path.split("/"):
         raise ConfigError(f"--root {redact_url(root)!r} must not contain '..'")
     if parts.scheme == "file" and path.rstrip("/") == "":
@@ -296,7 +308,8 @@ def load_file(path: str | None) -> dict:
         return {}
     try:
         with open(path, "rb") as handle:
-            document = tomllib.load(handle)
+            # a byte-order mark, as some Windows editors write, is no part of the text
+            document = tomllib.loads(handle.read().removeprefix(b"\xef\xbb\xbf").decode())
     except FileNotFoundError:
         raise ConfigError(f"--config {path!r} does not exist") from None
     except UnicodeDecodeError as error:  # TOML is UTF-8

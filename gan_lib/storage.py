@@ -108,6 +108,14 @@ def check_root(settings, create: bool) -> None:
     growing a new tree somewhere unexpected. Stages that read what earlier stages wrote need
     the root to exist.
     """
+    try:
+        _check_root(settings, create)
+    except OSError as error:  # a name longer than the file system takes, a denied parent
+        raise ConfigError(f"--root {redact_url(settings.root)} cannot be used: "
+                          f"{error.strerror or error}") from None
+
+
+def _check_root(settings, create: bool) -> None:
     root = settings.root
     store = open_storage(root, settings)
     if store.exists(root):

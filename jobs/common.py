@@ -17,7 +17,7 @@ import signal
 import sys
 
 from gan_lib import config, runs, storage
-from gan_lib.config import ConfigError
+from gan_lib.config import JAVA_INT_MAX, ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 128 + signal.SIGTERM
@@ -107,7 +107,6 @@ def _closest_option(typed: str, options: list[str]) -> str | None:
     return close[0] if close else None
 
 
-JAVA_INT_MAX = 2**31 - 1   # counts, sizes and limits end up in Java ints
 JAVA_LONG_MAX = 2**63 - 1  # seeds are stored as BIGINT
 
 

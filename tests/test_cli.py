@@ -137,6 +137,24 @@ def test_an_unusable_state_folder_is_named_in_one_line(job, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_state_folder_whose_path_spark_would_split_is_refused_before_spark(job, tmp_path):
+    """Spark splits its list of local folders at commas and Java its class path at colons:
+    a state folder "st,ate" made a folder "ate" in the working folder."""
+    result = job("sql", "--root", tmp_path, "--state-dir", tmp_path / "st,ate", "SELECT 1")
+    assert result.code == 2
+    assert result.last_error_line.startswith(
+        f"hdp-gan sql: error: --state-dir '{tmp_path / 'st,ate'}' holds ',', which Spark")
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_a_root_whose_name_the_file_system_cannot_hold_is_one_line(job, tmp_path):
+    root = tmp_path / ("a" * 300)
+    result = job("ingest", "--root", root)
+    assert result.code == 2
+    assert result.last_error_line == (
+        f"hdp-gan ingest: error: --root {root.as_uri()} cannot be used: File name too long")
+
+
 def test_an_empty_sql_query_is_refused_before_spark(job, tmp_path):
     result = job("sql", "--root", tmp_path, "  ")
     assert result.code == 2

@@ -198,6 +198,23 @@ def test_a_configuration_file_that_cannot_be_read_as_text_is_one_line(job, tmp_p
     assert result.last_error_line == f"hdp-gan runs: error: --config '{path}' {line}"
 
 
+def test_a_shared_number_in_a_configuration_file_stops_where_the_command_lines_does(
+        job, tmp_path):
+    path = tmp_path / "hdp-gan.toml"
+    path.write_text("executor_memory_mb = 99999999999\n")
+    result = job("config", "--config", path)
+    assert result.code == 2
+    assert result.last_error_line == (
+        "hdp-gan config: error: --executor-memory-mb 99999999999 must be at most 2,147,483,647")
+
+
+def test_a_configuration_file_with_a_byte_order_mark_reads_as_without_one(job, tmp_path):
+    path = tmp_path / "hdp-gan.toml"
+    path.write_bytes(b"\xef\xbb\xbf[train]\nepochs = 7\n")
+    assert _config_json(job, "--config", path)["stages"]["train"]["epochs"] == {
+        "value": 7, "source": "file"}
+
+
 def test_config_output_keeps_characters_beyond_the_basic_plane_as_toml_reads_them(job,
                                                                                    tmp_path):
     root = tmp_path / "r\U0001F600 \u00e9"
