@@ -162,8 +162,15 @@ def assemble_app(destination, env_archive=None, oozie_schema: str = "1.0",
     complete except for the archive, which is then expected on HDFS already.
     """
     destination = Path(destination)
+    if destination.exists() and not destination.is_dir():
+        raise ConfigError(f"{destination} is a file; give a new or empty folder")
     if destination.exists() and any(destination.iterdir()):
         raise ConfigError(f"{destination} is not empty; give a new or empty folder")
+    if env_archive:
+        with open(env_archive, "rb") as archive:
+            if archive.read(2) != b"\x1f\x8b":  # gzip's magic number
+                raise ConfigError(f"--env-archive {env_archive} is not a gzip archive; give "
+                                  "the env.tar.gz that scripts/package_env.sh builds")
     lib = destination / "lib"
     lib.mkdir(parents=True, exist_ok=True)
 
@@ -555,9 +562,11 @@ def main(argv=None) -> int:
     package.set_defaults(run=_package)
 
     args = parser.parse_args(argv)
+    from gan_lib.storage import StorageError
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    logging.getLogger("hdfs").setLevel(logging.WARNING)  # HdfsCLI's line per request
     try:
         return args.run(args)
     except ConfigError as error:
@@ -566,6 +575,13 @@ def main(argv=None) -> int:
     except subprocess.CalledProcessError as error:
         print(f"{parser.prog} {args.command}: failed: {' '.join(map(str, error.cmd[:6]))} "
               f"exited with {error.returncode}", file=sys.stderr)
+        return 1
+    except StorageError as error:  # the upload: HDFS refused or did not answer
+        print(f"{parser.prog} {args.command}: failed: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a folder that cannot be made or written here
+        print(f"{parser.prog} {args.command}: failed: {error.strerror or error}"
+              + (f": {error.filename}" if error.filename else ""), file=sys.stderr)
         return 1
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from gan_lib import deploy
+from services import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
@@ -125,6 +126,40 @@ def test_dependency_key_follows_the_pinned_versions(tmp_path):
     first = deploy.dependency_key(copy, sys.executable)
     (copy / "constraints.txt").write_text("numpy==2.4.7\n")
     assert deploy.dependency_key(copy, sys.executable) != first
+
+
+def test_assembling_into_a_file_is_one_line(tmp_path):
+    target = tmp_path / "app"
+    target.write_text("a file")
+    result = run_script(SCRIPTS / "deploy_oozie.sh", "--local-only", target)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith(
+        f"error: {target} is a file; give a new or empty folder")
+
+
+def test_an_env_archive_that_is_not_gzip_is_refused_before_anything_is_laid_out(tmp_path):
+    archive = tmp_path / "env.tar.gz"
+    archive.write_text("hi")
+    result = run_script(SCRIPTS / "deploy_oozie.sh", "--local-only", tmp_path / "app",
+                        "--env-archive", archive)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith(
+        f"error: --env-archive {archive} is not a gzip archive; give the env.tar.gz that "
+        "scripts/package_env.sh builds")
+    assert not (tmp_path / "app").exists()
+
+
+def test_an_upload_to_a_namenode_that_does_not_answer_is_one_line(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "workflow.xml").write_text("<workflow-app/>")
+    result = subprocess.run([sys.executable, "-m", "gan_lib.deploy", "upload",
+                             str(tmp_path / "app"),
+                             f"webhdfs://127.0.0.1:{free_port()}/apps/hdp-gan"],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        "python -m gan_lib.deploy upload: failed: cannot check webhdfs://127.0.0.1:")
+    assert "Traceback" not in result.stderr and "Fetching status" not in result.stderr
 
 
 # --- scripts/submit_yarn.sh --------------------------------------------------------------------
