@@ -443,24 +443,29 @@ class ReportFolder:
         self.written: list[str] = []
 
     def copy(self, source_uri: str, name: str, caption: str = "") -> Picture | None:
-        """Copy a picture into the folder; a missing source gives None (and a log line)."""
+        """Copy a picture into the folder; a missing source, or one that is no whole picture,
+        gives None (and a log line): its section says so."""
         store = storage.open_storage(source_uri, self.settings)
         if not store.exists(source_uri):
             logger.info("report: %s is missing; its section says so", redact_url(source_uri))
             return None
-        return self.write(name, store.read_bytes(source_uri), caption)
+        data = store.read_bytes(source_uri)
+        try:
+            _picture_size(data)
+        except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises on damage
+            logger.warning("report: %s cannot be read as a picture (%s); its section says it "
+                           "is missing", redact_url(source_uri), error)
+            return None
+        return self.write(name, data, caption)
 
     def draw(self, image, name: str, caption: str = "") -> Picture:
         return self.write(name, visuals.to_png_bytes(image), caption)
 
     def write(self, name: str, data: bytes, caption: str = "") -> Picture:
-        from PIL import Image
-
         validate_name(name, "report file name")
+        width, height = _picture_size(data)
         self.store.write_bytes(storage.join(self.uri, name), data)
         self.written.append(name)
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
         return Picture(name, width, height, caption)
 
     def write_page(self, page: str) -> str:
@@ -473,6 +478,16 @@ class ReportFolder:
         for name in self.store.list(self.uri):
             if name not in self.written and not name.startswith("."):
                 self.store.delete(storage.join(self.uri, name))
+
+
+def _picture_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a picture whose every frame decodes whole."""
+    from PIL import Image, ImageSequence
+
+    with Image.open(io.BytesIO(data)) as image:
+        for frame in ImageSequence.Iterator(image):
+            frame.load()  # a truncated file fails here, not at open
+        return image.size
 
 
 def report_uri(settings: Settings, run_id: str) -> str:

@@ -145,6 +145,25 @@ def _page_with(hostile: str) -> str:
                               "0.1.0")
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_picture_is_left_out_like_a_missing_one_naming_its_file(tmp_path, caplog,
+                                                                        damage):
+    import io
+
+    from gan_lib.config import Settings
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 7).save(buffer, "PNG", compress_level=0)
+    whole = buffer.getvalue()
+    picture = tmp_path / "loss_curve.png"
+    picture.write_bytes(b"not a picture" if damage == "garbage" else whole[:len(whole) // 2])
+    folder = report.ReportFolder(Settings(root=tmp_path.as_uri()), (tmp_path / "report").as_uri())
+    assert folder.copy(picture.as_uri(), "loss_curve.png") is None
+    assert folder.written == [] and not (tmp_path / "report").exists()
+    assert f"{picture.as_uri()} cannot be read as a picture" in caplog.text
+    picture.write_bytes(whole)
+    assert folder.copy(picture.as_uri(), "loss_curve.png") == Picture("loss_curve.png", 64, 64)
+
+
 def test_every_recorded_value_is_escaped_on_the_page():
     hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
     page = _page_with(hostile)
