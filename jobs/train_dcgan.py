@@ -122,16 +122,16 @@ def run(args, settings, given=frozenset()):
         if not args.resume and training.remove_training_outputs(store, run_uri):
             common.logger.info("run %s already had training outputs (checkpoints, samples, "
                                "generator, report); removed them to train it afresh", run_id)
-        report_uri = storage.join(run_uri, report.REPORT_FOLDER)
-        if args.resume and store.exists(report_uri):  # it shows the epochs trained so far
-            store.delete(report_uri)
-            common.logger.info("removed the run's report, which showed it before this resume "
-                               "(hdp-gan report %s writes it again)", run_id)
         try:
             cluster.run(spark.sparkContext, training.train_worker, options, settings.executors,
                         args.timeout_minutes * 60, training.progress_reporter(store, run_uri))
         finally:
             _record_metrics(spark, settings, store, run_id, run_uri)
+        report_uri = storage.join(run_uri, report.REPORT_FOLDER)
+        if args.resume and store.exists(report_uri):  # it shows the run before these epochs
+            store.delete(report_uri)
+            common.logger.info("removed the run's report, which showed it before this resume "
+                               "(hdp-gan report %s writes it again)", run_id)
         history = training.read_history(store, run_uri)
         stage.counts = {"epochs": len(history), "steps": history[-1]["step"] if history else 0,
                         "workers": settings.executors}

@@ -272,6 +272,21 @@ def test_a_run_stopped_after_its_last_epoch_is_finished_by_resume_without_traini
     assert (run / "samples" / "progress.gif").is_file()
 
 
+def test_a_resume_that_fails_keeps_the_report_of_the_epochs_the_run_has(trained, job):
+    root, summary = trained
+    run, epochs = _copy_run(root, summary["run_id"], "train-resume-fails")
+    (run / "report").mkdir(exist_ok=True)
+    (run / "report" / "index.html").write_text(f"{epochs} epochs trained")
+    steps = json.loads((run / "checkpoints" / "latest.json").read_text())["progress"]["step"]
+
+    result = job("train", "--root", root, "--resume", "train-resume-fails", "--epochs",
+                 epochs + 1, "--fail-at-step", steps + 1)
+
+    assert result.code == 1
+    assert "injected failure" in result.last_error_line
+    assert (run / "report" / "index.html").read_text() == f"{epochs} epochs trained"
+
+
 def test_resume_refuses_an_option_that_would_change_the_runs_networks(trained, job):
     root, summary = trained
     _, epochs = _copy_run(root, summary["run_id"], "train-resume-latent")
