@@ -471,7 +471,8 @@ def spark_stage(settings, run, app_name: str, training: bool = False, streaming:
                 if run.record_failure:
                     run.record(spark, settings, status="failed", message=_failure_note(error))
             except Exception as record_error:  # the original error matters more
-                logger.warning("could not record the failed run: %s", record_error)
+                logger.warning("could not record the failed run: %s",
+                               config.error_line(record_error, innermost=True))
             try:
                 spark.stop()
             except Exception as stop_error:  # a JVM stopped with us (SIGTERM to the group)

@@ -113,16 +113,15 @@ def run(args, settings):
     source = args.data
     if source is None:
         raw = datasets.raw_dir(settings, args.dataset)
-        reason = _ingest_reason(settings, raw, args.ingest_limit)
-        if reason:
-            logger.info("stage ingest: %s", reason)
+        needed, why = _ingest_reason(settings, raw, args.ingest_limit)
+        if needed:
+            logger.info("stage ingest: %s", why)
             ingest = ["--dataset", args.dataset]
             if args.ingest_limit:
                 ingest += ["--limit", str(args.ingest_limit)]
             summaries["ingest"] = run_stage("ingest", shared + ingest)
         else:
-            logger.info("stage ingest: skipped: %s holds the images of an earlier ingest with "
-                        "the same limit (hdp-gan ingest replaces them)", raw)
+            logger.info("stage ingest: skipped: %s (hdp-gan ingest replaces them)", why)
         source = raw
     summaries["preprocess"] = run_stage("preprocess", shared + [
         "--dataset", args.dataset, "--input", source, "--image-size", str(args.image_size),
@@ -203,21 +202,22 @@ def _wait_for_stage(process, name: str) -> None:
             logger.warning("stage %s is stopping (it records its run); waiting for it", name)
 
 
-def _ingest_reason(settings, raw: str, limit: int | None) -> str | None:
-    """Why the pipeline ingests (None: the raw images it has will do). An earlier ingest with
-    another limit (or one when none is given now) is replaced."""
+def _ingest_reason(settings, raw: str, limit: int | None) -> tuple[bool, str]:
+    """Whether the pipeline ingests, and why (or why the raw images it has will do). An
+    earlier ingest with another limit (or one when none is given now) is replaced."""
     store = storage.open_storage(raw, settings)
     if not store.exists(raw):
-        return f"{raw} does not exist yet"
+        return True, f"{raw} does not exist yet"
     earlier = datasets.ingest_record(settings, raw)
-    if earlier is None:
-        return None  # put there by hand or by an older version: taken as it is
+    if earlier is None:  # put there by hand, by an older version, or its record is damaged
+        return False, (f"{raw} holds images without a readable {datasets.INGEST_RECORD}, taken "
+                       "as they are whatever --ingest-limit says")
     if earlier.get("limit") != limit:
         asked = f"the first {limit} of each split" if limit else "every image"
         had = (f"the first {earlier['limit']} of each split" if earlier.get("limit")
                else "every image")
-        return f"{raw} holds {had} of an earlier ingest, {asked} was asked for"
-    return None
+        return True, f"{raw} holds {had} of an earlier ingest, {asked} was asked for"
+    return False, f"{raw} holds the images of an earlier ingest with the same limit"
 
 
 def _classifier_reason(settings, handle: str, args, dataset_labels) -> str | None:

@@ -375,6 +375,35 @@ def test_a_failed_runs_row_keeps_the_java_message_rather_than_py4js(monkeypatch)
         ("failed", "org.apache.hadoop.security.AccessControlException: Permission denied")]
 
 
+def test_a_failed_run_that_cannot_be_recorded_says_why_in_the_jvms_words(monkeypatch, caplog):
+    from gan_lib import session
+    from gan_lib.runs import StageError, StageRun
+    from jobs import common
+
+    class JavaException:
+        def getCause(self):
+            return None
+
+        def getMessage(self):
+            return "No space left on device"
+
+    class Spark:
+        def stop(self):
+            pass
+    full = Exception("An error occurred while calling o193.insertInto.")
+    full.java_exception = JavaException()
+    monkeypatch.setattr(session, "build_session", lambda *args, **kwargs: Spark())
+    run = StageRun("generate", "generate-1")
+
+    def record(spark, settings, status, message):
+        raise full
+    monkeypatch.setattr(run, "record", record)
+    with pytest.raises(StageError):
+        with common.spark_stage(None, run, "test", lease=False):
+            raise StageError("cannot write the images")
+    assert "could not record the failed run: No space left on device" in caplog.text
+
+
 def test_a_python_task_failure_reads_as_the_python_exception_line(monkeypatch):
     error = _py4j_error(
         "org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage 1.0 "

@@ -191,7 +191,23 @@ def test_pipeline_ingests_again_when_the_raw_images_were_taken_with_another_limi
     assert "holds the first 3 of each split of an earlier ingest, every image was asked for" \
         in caplog.text
     assert "ingest" not in _pipeline_stages(monkeypatch, tmp_path, ["--ingest-limit", "3"])
-    assert "stage ingest: skipped" in caplog.text
+    assert "stage ingest: skipped: " in caplog.text
+    assert "holds the images of an earlier ingest with the same limit" in caplog.text
+
+
+def test_pipeline_says_it_takes_raw_images_whose_ingest_record_it_cannot_read(
+        monkeypatch, tmp_path, caplog):
+    from gan_lib.config import Settings
+    caplog.set_level("INFO")
+    settings = Settings(root=tmp_path.as_uri())
+    datasets.ingest_fashion_mnist(settings, "fashion-mnist", datasets.FASHION_MNIST_DIR,
+                                  limit_per_split=3)
+    raw = tmp_path / "raw" / "fashion-mnist"
+    (raw / datasets.INGEST_RECORD).write_text("{not json")
+    assert "ingest" not in _pipeline_stages(monkeypatch, tmp_path, ["--ingest-limit", "5"])
+    assert (f"stage ingest: skipped: {raw.as_uri()} holds images without a readable "
+            "_ingest.json, taken as they are whatever --ingest-limit says") in caplog.text
+    assert "same limit" not in caplog.text
 
 
 @pytest.mark.parametrize("argv, labels, trains", [
