@@ -29,9 +29,12 @@ NEGATIVE_NUMBER = r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with errors on one line and exit code 2, without a usage block; a mistyped
-    option is named with the option it is closest to."""
+    option is named with the option it is closest to. Options are not taken abbreviated: a
+    shortened option in a script or a workflow would change meaning when an option is
+    added."""
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         # argparse takes -3 and -0.5 for values, but -1e-3 for an option
         self._negative_number_matcher = re.compile(f"^{NEGATIVE_NUMBER}$")

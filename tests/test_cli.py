@@ -38,6 +38,8 @@ def test_bad_arguments_give_one_line_without_traceback(job, args, wanted):
     (["train", "--epoch-count", "3"], "--epoch-count", "--epochs"),
     (["sql-server", "--prot", "20001"], "--prot", "--port"),
     (["generate", "--generator-rn", "train-1"], "--generator-rn", "--generator-run"),
+    (["train", "--epoch", "3"], "--epoch", "--epochs"),  # no option is taken shortened
+    (["sql", "--lim", "2", "SELECT 1"], "--lim", "--limit"),
 ])
 def test_a_mistyped_option_is_named_with_the_option_it_is_closest_to(job, tmp_path, args,
                                                                       typed, meant):
