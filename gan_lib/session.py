@@ -140,6 +140,14 @@ def metastore_jdbc_url(settings: Settings) -> str:
     return f"jdbc:derby:;databaseName={database};create=true"
 
 
+def no_metastore_yet(settings: Settings) -> bool:
+    """True when the settings name the embedded metastore and no job has made it yet: no table
+    is recorded anywhere, and a command that only reads tables has nothing to start Spark
+    for (starting it would make the metastore and the state folder)."""
+    return (not settings.metastore_uri and not settings.metastore_jdbc_url
+            and not (settings.local_state_dir / "metastore_db").exists())
+
+
 # How long a wait for the embedded metastore goes unmentioned: the previous command's JVM
 # usually lets go of it within a second or two.
 QUIET_WAIT_S = 3.0

@@ -11,7 +11,7 @@ The final JSON line gives the page's location as outputs.report.
 import dataclasses
 import sys
 
-from gan_lib import report, runs
+from gan_lib import report, runs, session
 from gan_lib.config import ConfigError, validate_name
 from gan_lib.runs import StageRun
 from jobs import common
@@ -46,6 +46,8 @@ def run(args, settings):
                           "(`hdp-gan runs` lists the runs)")
     run_id = validate_name(run_id, "RUN_ID")
     settings = report.table_reader_settings(settings)
+    if session.no_metastore_yet(settings):
+        report.related_runs([], run_id)  # refuses the run in its own words, before Spark
     stage = ReportRun("report", run_id, parameters=vars(args), lineage={"run": run_id})
     # no hold on the run id: a report only reads the run (it may be training still)
     with runs.report_lease(settings, run_id), \

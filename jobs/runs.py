@@ -26,11 +26,7 @@ def build_parser():
 
 def run(args, settings):
     settings = report.table_reader_settings(settings)
-    spark = session.build_session(settings, "hdp-gan runs")
-    try:
-        rows = report.read_runs(spark, settings, stage=args.stage)
-    finally:
-        spark.stop()
+    rows = [] if session.no_metastore_yet(settings) else _read_runs(settings, args.stage)
     rows = rows[:args.limit] if args.limit else rows
     if args.json:
         for row in rows:
@@ -43,6 +39,14 @@ def run(args, settings):
               f"(database {settings.database})", file=sys.stderr)
     sys.stdout.flush()
     return common.EXIT_OK
+
+
+def _read_runs(settings, stage):
+    spark = session.build_session(settings, "hdp-gan runs")
+    try:
+        return report.read_runs(spark, settings, stage=stage)
+    finally:
+        spark.stop()
 
 
 def main(argv=None):

@@ -339,3 +339,18 @@ def test_sparks_note_of_a_one_way_message_to_a_stopped_endpoint_is_kept_out_of_t
     assert result.returncode == 0, result.stderr[-2000:]
     assert "for RPC id 7" in result.stderr
     assert "for one-way message" not in result.stderr
+
+
+def test_runs_and_report_on_a_folder_no_stage_has_used_write_nothing_there(job, tmp_path):
+    """Without a metastore there is no table to read: the commands answer without starting
+    Spark, which would make the embedded metastore and the state folder in any folder given
+    as --root."""
+    listed = job("runs", "--root", tmp_path)
+    assert listed.code == 0, listed.stderr[-2000:]
+    assert listed.last_error_line == (
+        f"no runs recorded under {tmp_path.as_uri()} (database hdp_gan)")
+    reported = job("report", "--root", tmp_path, "train-1")
+    assert reported.code == 2
+    assert reported.last_error_line.startswith(
+        "hdp-gan report: error: run 'train-1' is not in the runs table")
+    assert list(tmp_path.iterdir()) == []

@@ -133,8 +133,9 @@ def test_a_table_dropped_with_sql_gets_its_rows_back_when_a_job_recreates_it(job
     assert listed.stdout.splitlines() == ["run_id", "ingest-after", "ingest-before"]
 
 
-@pytest.mark.parametrize("query", ["DROP DATABASE hdp_gan CASCADE",
-                                   "/* all of it */\n-- every table\ndrop schema IF EXISTS hdp_gan"])
+@pytest.mark.parametrize("query", [
+    "DROP DATABASE hdp_gan CASCADE",
+    "/* all of it */\n-- every table\ndrop schema IF EXISTS hdp_gan"])
 def test_a_statement_that_drops_a_database_is_refused_before_spark(job, tmp_path, query):
     """The metastore deletes a dropped database's folder, and the project's EXTERNAL tables'
     files live under it: one statement would lose every dataset, run and label."""
