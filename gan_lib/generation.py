@@ -13,6 +13,7 @@ import re
 import numpy as np
 
 from gan_lib import storage
+from gan_lib.config import redact_url
 from gan_lib.datasets import pixel_id
 from gan_lib.inference import keep_out_of_collections, local_copy
 from gan_lib.runs import run_dir
@@ -28,12 +29,24 @@ def load_generator(handle: str, settings=None):
     """The generator's ``serving_default`` signature and its latent size (cached)."""
     if handle not in _GENERATORS:
         import tensorflow as tf
-        module = tf.saved_model.load(local_copy(handle, settings))
-        signature = module.signatures["serving_default"]
-        latent_dim = int(signature.structured_input_signature[1]["noise"].shape[1])
+        try:
+            module = tf.saved_model.load(local_copy(handle, settings))
+            signature = module.signatures["serving_default"]
+            latent_dim = int(signature.structured_input_signature[1]["noise"].shape[1])
+        except (OSError, ValueError, KeyError, IndexError, tf.errors.OpError) as error:
+            # TensorFlow's own words name no file ("Read less bytes than requested")
+            said = (str(error).strip().splitlines() or [""])[0]
+            raise GeneratorUnreadableError(
+                f"the generator at {redact_url(handle)} cannot be loaded "
+                f"({type(error).__name__}: {said}); hdp-gan train --resume with more --epochs "
+                "exports it again") from error
         _GENERATORS[handle] = (signature, latent_dim)
         keep_out_of_collections()
     return _GENERATORS[handle]
+
+
+class GeneratorUnreadableError(Exception):
+    """An exported generator whose files cannot be loaded (damaged, cut short)."""
 
 
 def images_folder(settings, run_id: str) -> str:

@@ -138,7 +138,20 @@ def _source_frame(spark, settings, args):
             "files"
     if args.images:
         return labelling.files_frame(spark, args.images), "files"
+    _check_split(spark, settings, args.dataset, args.split)
     return labelling.table_frame(spark, settings, args.dataset, args.split), "table"
+
+
+def _check_split(spark, settings, dataset, split):
+    """A split the dataset does not have, named with those it has, before any image is read."""
+    tables.ensure_tables(spark, settings, ["images"])
+    listed = spark.sql(f"SHOW PARTITIONS {tables.qualified(settings, 'images')} PARTITION "
+                       f"(dataset = {tables.sql_string(dataset)})").collect()
+    splits = sorted(row[0].split("split=", 1)[1] for row in listed)
+    if split not in splits:
+        has = (f"has the splits {', '.join(splits)}" if splits
+               else "is not in the images table (hdp-gan preprocess makes it)")
+        raise StageError(f"dataset {dataset!r} has no split {split!r}: it {has}")
 
 
 def _check_real_split(spark, settings, dataset):

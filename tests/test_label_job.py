@@ -229,6 +229,24 @@ def test_a_generate_rerun_removes_the_labels_and_scores_of_the_images_it_replace
     assert not (run / "contact_sheet.png").exists() and not (run / "report").exists()
 
 
+def test_a_damaged_generator_fails_generate_naming_the_generator(trained, job):
+    """TensorFlow's own line for a variables file cut short names no file."""
+    import shutil
+    root, summary = trained
+    copy = root / "runs" / "train-damaged-generator"
+    shutil.copytree(root / "runs" / summary["run_id"] / "generator", copy / "generator")
+    variables = next((copy / "generator" / "variables").glob("variables.data-*"))
+    variables.write_bytes(variables.read_bytes()[:1000])
+
+    result = job("generate", "--root", root, "--generator-run", "train-damaged-generator",
+                 "--count", "4", "--run-id", "generate-from-damaged")
+
+    assert result.code == 1
+    assert (f"GeneratorUnreadableError: the generator at {(copy / 'generator').as_uri()} "
+            "cannot be loaded (") in result.last_error_line
+    assert "hdp-gan train --resume with more --epochs exports it again" in result.last_error_line
+
+
 def test_a_generate_runs_folder_that_no_longer_matches_its_rows_is_refused(trained,
                                                                             classifier_handle,
                                                                             job):
@@ -328,6 +346,17 @@ def test_a_run_without_any_readable_image_fails_and_writes_no_labels(
     assert "no image could be labelled" in result.last_error_line
     assert _table(fashion_root, "labels", "all-broken") == []
     assert not (fashion_root / "runs" / "all-broken" / "staging").exists()
+
+
+def test_a_split_the_dataset_does_not_have_is_named_with_those_it_has(fashion_root,
+                                                                       classifier_handle, job):
+    result = job("label", "--root", fashion_root, "--split", "validation",
+                 "--classifier", classifier_handle)
+    assert result.code == 1
+    assert result.last_error_line == (
+        "hdp-gan label: failed: dataset 'fashion-mnist' has no split 'validation': it has the "
+        "splits test, train")
+    assert _table(fashion_root, "labels", "fashion-mnist-validation") == []
 
 
 def test_a_model_that_does_not_take_images_is_refused_in_one_line(fashion_root, trained, job):
