@@ -78,10 +78,11 @@ def run(args, settings):
 def _forget_earlier_labels(spark, settings, run_id) -> None:
     """A rerun of a generate run id draws new images: the labels, quality row, label run row,
     contact sheet and report of the earlier images would be read as this run's."""
-    dropped = [table for table, partition in (("labels", {"run_id": run_id}),
-                                              ("quality", {"run_id": run_id}),
-                                              ("runs", {"stage": "label", "run_id": run_id}))
-               if tables.drop_partitions_except(spark, settings, table, partition, keep=[])]
+    dropped = [what for what, table, partition in (
+        ("labels", "labels", {"run_id": run_id}),
+        ("quality row", "quality", {"run_id": run_id}),
+        ("label run row", "runs", {"stage": "label", "run_id": run_id}))
+        if tables.drop_partitions_except(spark, settings, table, partition, keep=[])]
     folder = run_dir(settings, run_id)
     store = storage.open_storage(folder, settings)
     for name in ("contact_sheet.png", report.REPORT_FOLDER):

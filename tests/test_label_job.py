@@ -220,7 +220,7 @@ def test_a_generate_rerun_removes_the_labels_and_scores_of_the_images_it_replace
 
     assert redrawn.code == 0, redrawn.stderr[-3000:]
     assert "removed what described the earlier images of run generate-redrawn (labels, " \
-        "quality, runs, contact_sheet.png, report)" in redrawn.stderr
+        "quality row, label run row, contact_sheet.png, report)" in redrawn.stderr
     assert _table(root, "labels", "generate-redrawn") == []
     assert _table(root, "quality", "generate-redrawn") == []
     runs = root / "warehouse" / "hdp_gan.db" / "runs"
