@@ -10,6 +10,7 @@ It took 7 min 21 s on 2 cores with the archive's dependencies cached, a good par
 spent unpacking the archive for the driver and each executor of each of the five actions.
 """
 
+import gzip
 import json
 import os
 import shutil
@@ -27,6 +28,8 @@ from services import free_port
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
 REHEARSAL_MASTER = "local-cluster[2,1,2048]"
+# a gzip file, as an env.tar.gz is, that is not worth building for a test of the upload
+STAND_IN_ARCHIVE = gzip.compress(b"stand-in archive")
 
 
 def run_script(*args, env=None, timeout=120):
@@ -268,14 +271,14 @@ def test_submit_yarn_refuses_a_missing_local_archive(tmp_path):
 
 def test_deploy_oozie_uploads_the_whole_folder_and_prints_the_run_command(tmp_path):
     archive = tmp_path / "env.tar.gz"
-    archive.write_bytes(b"stand-in archive")
+    archive.write_bytes(STAND_IN_ARCHIVE)
     target = tmp_path / "hdfs" / "apps" / "hdp-gan"
     result = run_script(SCRIPTS / "deploy_oozie.sh", "--env-archive", archive,
                         "--app-path", target.as_uri(), "--oozie-schema", "0.5")
     assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in target.iterdir()) == [
         "coordinator.xml", "env.tar.gz", "lib", "workflow.xml"]
-    assert (target / "env.tar.gz").read_bytes() == b"stand-in archive"
+    assert (target / "env.tar.gz").read_bytes() == STAND_IN_ARCHIVE
     assert 'xmlns="uri:oozie:workflow:0.5"' in (target / "workflow.xml").read_text()
     assert f"-config {REPO}/oozie/job.properties -run" in result.stdout
 
@@ -286,7 +289,7 @@ def test_deploy_oozie_uploads_to_hdfs_through_webhdfs(tmp_path):
     from webhdfs_server import WebHdfsServer
 
     archive = tmp_path / "env.tar.gz"
-    archive.write_bytes(b"stand-in archive")
+    archive.write_bytes(STAND_IN_ARCHIVE)
     namespace = tmp_path / "namespace"
     namespace.mkdir()
     with WebHdfsServer(namespace) as server:
@@ -297,7 +300,7 @@ def test_deploy_oozie_uploads_to_hdfs_through_webhdfs(tmp_path):
     uploaded = namespace / "user" / "gan" / "apps" / "hdp-gan"
     assert (uploaded / "lib" / "train_dcgan.py").read_bytes() == \
         (REPO / "jobs" / "train_dcgan.py").read_bytes()
-    assert (uploaded / "env.tar.gz").read_bytes() == b"stand-in archive"
+    assert (uploaded / "env.tar.gz").read_bytes() == STAND_IN_ARCHIVE
     assert {"CREATE", "RENAME"} <= operations
     assert "deployed to hdfs://sandbox-hdp.hortonworks.com:8020/user/gan/apps/hdp-gan" \
         in result.stdout
