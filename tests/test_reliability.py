@@ -275,7 +275,7 @@ def test_sigterm_while_sparks_jvm_starts_leaves_no_jvm_behind(tmp_path):
     and made every later job on the root wait and fail."""
     root = tmp_path / "root"
     root.mkdir()
-    process = subprocess.Popen(job_command("runs", "--root", root), cwd=REPO,
+    process = subprocess.Popen(job_command("sql", "--root", root, "SELECT 1"), cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: any("org.apache.spark.deploy.SparkSubmit" in line
@@ -287,7 +287,7 @@ def test_sigterm_while_sparks_jvm_starts_leaves_no_jvm_behind(tmp_path):
         if process.poll() is None:
             process.kill()
     assert process.returncode == 143, stderr[-3000:]
-    assert stderr.splitlines()[-1] == "hdp-gan runs: terminated (SIGTERM)"
+    assert stderr.splitlines()[-1] == "hdp-gan sql: terminated (SIGTERM)"
     assert "Exception in thread" not in stderr
     _wait_for(lambda: _processes_under(root / "_local") == [], 10, "Spark's JVM to end")
 
