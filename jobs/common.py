@@ -165,7 +165,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-# Commands that only read tables: Spark runs inside the driver unless --master is given.
+# Commands that read tables (a report adds only its own row): Spark runs inside the driver
+# unless --master is given.
 TABLE_READERS = ("sql", "sql-server", "runs", "report")
 
 

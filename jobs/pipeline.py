@@ -2,9 +2,10 @@
 
     hdp-gan pipeline --root /data/gan [--epochs 2] [--generate-count 1000]
 
-ingest (when raw/<dataset> is missing and the dataset is fashion-mnist) -> preprocess ->
-train -> train-classifier (when no classifier handle exists) -> generate -> label, then the
-run report when the report stage is installed. Each stage prints its JSON line; the
+ingest (when raw/<dataset> is missing, or was taken with another --ingest-limit) ->
+preprocess -> train -> train-classifier (when no classifier is published, its classes differ
+from the dataset's, or --classifier-epochs is given) -> generate -> label, then the run
+report when the report stage is installed. Each stage prints its JSON line; the
 pipeline chains run ids from them and ends with one JSON line of its own.
 """
 

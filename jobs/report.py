@@ -49,7 +49,8 @@ def run(args, settings):
     if session.no_metastore_yet(settings):
         report.related_runs([], run_id)  # refuses the run in its own words, before Spark
     stage = ReportRun("report", run_id, parameters=vars(args), lineage={"run": run_id})
-    # no hold on the run id: a report only reads the run (it may be training still)
+    # no hold on the run id, which a report only reads (it may be training still); the
+    # report's own hold keeps a second report of the run from writing at the same time
     with runs.report_lease(settings, run_id), \
             common.spark_stage(settings, stage, f"hdp-gan report {run_id}", lease=False) as spark:
         related = report.related_runs(report.read_runs(spark, settings), run_id)

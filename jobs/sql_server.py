@@ -8,8 +8,8 @@ warehouse, in the foreground until Ctrl-C. On a cluster with its own HiveServer2
 beeline at that instead: the tables are registered in the cluster's metastore.
 
 The embedded metastore (Derby, the default) serves one process at a time: while this server
-runs, other jobs on the same root wait for it to stop. Give --metastore-jdbc-url to share a
-metastore between the server and running jobs.
+runs, other jobs on the same root wait up to 30 s for it, then fail in one line saying so.
+Give --metastore-jdbc-url to share a metastore between the server and running jobs.
 """
 
 import argparse

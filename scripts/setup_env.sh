@@ -78,7 +78,7 @@ export PYSPARK_PYTHON="$venv/bin/python"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 # A class-data archive that lets each job's Spark JVMs start seconds sooner (built once per
-# Java and pyspark; jobs start as before without it).
+# virtualenv, Java and pyspark; jobs start as before without it).
 if [ "${HDP_GAN_CLASS_ARCHIVE:-on}" != "off" ] \
     && ! "$venv/bin/python" -m gan_lib.class_archive --built 2>/dev/null; then
   say "recording Spark's classes for faster job starts (once, about 30 s)"
