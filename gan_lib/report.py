@@ -451,22 +451,24 @@ class ReportFolder:
             return None
         data = store.read_bytes(source_uri)
         try:
-            _picture_size(data)
+            width, height = _picture_size(data)
         except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises on damage
             logger.warning("report: %s cannot be read as a picture (%s); its section says it "
                            "is missing", redact_url(source_uri), error)
             return None
-        return self.write(name, data, caption)
+        return self._put(Picture(name, width, height, caption), data)
 
     def draw(self, image, name: str, caption: str = "") -> Picture:
         return self.write(name, visuals.to_png_bytes(image), caption)
 
     def write(self, name: str, data: bytes, caption: str = "") -> Picture:
-        validate_name(name, "report file name")
-        width, height = _picture_size(data)
-        self.store.write_bytes(storage.join(self.uri, name), data)
-        self.written.append(name)
-        return Picture(name, width, height, caption)
+        return self._put(Picture(name, *_picture_size(data), caption), data)
+
+    def _put(self, picture: Picture, data: bytes) -> Picture:
+        validate_name(picture.name, "report file name")
+        self.store.write_bytes(storage.join(self.uri, picture.name), data)
+        self.written.append(picture.name)
+        return picture
 
     def write_page(self, page: str) -> str:
         uri = storage.join(self.uri, PAGE_NAME)

@@ -43,6 +43,7 @@ def run(args, settings):
                          "train it to the end first")
     run_id = validate_name(args.run_id or new_run_id("generate"), "--run-id")
     images_uri = generation.images_folder(settings, run_id)
+    redrawn = storage.open_storage(images_uri, settings).exists(images_uri)
     partitions = args.partitions or min(2 * settings.executors, args.count)
     stage = StageRun("generate", run_id, parameters=vars(args),
                      lineage={"generator_run": train_run, "generator": generator_uri})
@@ -68,7 +69,8 @@ def run(args, settings):
         if written != args.count:
             raise StageError(f"generated {written} rows but {args.count} were asked for")
         generation.remove_stale_images(images_uri, args.count, settings)
-        _forget_earlier_labels(spark, settings, run_id)
+        if redrawn:
+            _forget_earlier_labels(spark, settings, run_id)
         stage.counts = {"images": written, "partitions": partitions}
         stage.outputs = {"images": images_uri, "table": tables.qualified(settings, "generated")}
         stage.record(spark, settings)

@@ -1,6 +1,7 @@
 """Faults injected into running jobs: the outcome is a fast, clear failure, and a rerun gives
 what a clean run gives."""
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,16 @@ def _start_job(*args):
     """Start ``hdp-gan ARGS`` on the default local-cluster without waiting."""
     return subprocess.Popen(job_command(*args, master=None), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextlib.contextmanager
+def _killed_if_still_running(process):
+    """Whatever the test asserts on the way, the job it started does not outlive it."""
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
 def _wait_for(predicate, timeout_s, what, poll_s=1.0):
@@ -54,16 +65,13 @@ def _start_long_training(root, run_id):
 def test_killed_executor_fails_training_fast_and_resume_continues(fashion_root):
     run_id = "train-executor-kill"
     process, run = _start_long_training(fashion_root, run_id)
-    try:
+    with _killed_if_still_running(process):
         pids = _executor_pids(fashion_root / "_local")
         assert len(pids) == 2
         os.kill(pids[-1], signal.SIGKILL)
         killed_at = time.monotonic()
         _, stderr = process.communicate(timeout=300)
         surfaced = time.monotonic() - killed_at
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 1
     last_line = [line for line in stderr.splitlines() if line.strip()][-1]
     assert "lost" in last_line or "failed" in last_line
@@ -103,13 +111,10 @@ def test_a_killed_training_python_process_fails_the_job_naming_the_node_that_sto
         fashion_root):
     run_id = "train-python-kill"
     process, _ = _start_long_training(fashion_root, run_id)
-    try:
+    with _killed_if_still_running(process):
         executor = _executor_pids(fashion_root / "_local")[-1]
         os.kill(_training_python_process(executor), signal.SIGKILL)
         _, stderr = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 1
     last_line = [line for line in stderr.splitlines() if line.strip()][-1]
     assert re.fullmatch(
@@ -124,12 +129,9 @@ def test_a_killed_training_python_process_fails_the_job_naming_the_node_that_sto
 def test_sigterm_stops_training_with_one_line_and_records_the_run_failed(fashion_root):
     run_id = "train-sigterm"
     process, _ = _start_long_training(fashion_root, run_id)
-    try:
+    with _killed_if_still_running(process):
         process.send_signal(signal.SIGTERM)  # as YARN and Oozie stop a job
         _, stderr = process.communicate(timeout=180)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 143
     assert [line for line in stderr.splitlines() if line.strip()][-1] == \
         "hdp-gan train: terminated (SIGTERM)"
@@ -148,14 +150,11 @@ def test_a_signal_while_spark_works_stops_the_stage_in_one_line_and_records_it_f
     folder = _fashion_folder(tmp_path / "input", 300)
     root = tmp_path / "root"
     process = _start_job("preprocess", "--root", root, "--input", folder, "--dataset", "stop")
-    try:
+    with _killed_if_still_running(process):
         _wait_for(lambda: _python_workers(root / "_local"), 300, "decoding to start",
                   poll_s=0.2)  # an executor started its Python worker for a task
         process.send_signal(stop)  # the driver is in the middle of a call to the JVM
         _, stderr = process.communicate(timeout=180)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == code, stderr[-3000:]
     assert [line for line in stderr.splitlines() if line.strip()][-1] == last_line
     assert "Traceback" not in stderr
@@ -172,12 +171,9 @@ def test_sigterm_to_the_pipeline_stops_its_running_stage_which_records_its_run_f
     signal once and records its run as failed (it used to be killed outright, leaving no
     row)."""
     process, root = _start_pipeline_until_decoding(tmp_path)
-    try:
+    with _killed_if_still_running(process):
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 143, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert lines[-1] == "hdp-gan pipeline: terminated (SIGTERM)"
@@ -229,14 +225,11 @@ def test_a_pipeline_killed_outright_still_has_its_stage_stop_and_record_its_run(
 
 def test_a_second_ctrl_c_to_the_pipeline_does_not_leave_its_stage_running(tmp_path):
     process, root = _start_pipeline_until_decoding(tmp_path)
-    try:
+    with _killed_if_still_running(process):
         process.send_signal(signal.SIGINT)
         time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 130, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.strip()]
     # it waited: the stage's own line came first
@@ -275,17 +268,13 @@ def test_sigterm_while_sparks_jvm_starts_leaves_no_jvm_behind(tmp_path):
     and made every later job on the root wait and fail."""
     root = tmp_path / "root"
     root.mkdir()
-    process = subprocess.Popen(job_command("sql", "--root", root, "SELECT 1"), cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    process = _start_job("sql", "--root", root, "SELECT 1")
+    with _killed_if_still_running(process):
         _wait_for(lambda: any("org.apache.spark.deploy.SparkSubmit" in line
                               for line in _processes_under(root / "_local")), 60,
                   "Spark's JVM to start", poll_s=0.05)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 143, stderr[-3000:]
     assert stderr.splitlines()[-1] == "hdp-gan sql: terminated (SIGTERM)"
     assert "Exception in thread" not in stderr
